@@ -1,0 +1,48 @@
+# Two set-up commands for a fresh machine: `make book` (the main job) and `make test`.
+# Each installs what it needs into .venv (from pyproject.toml) before it runs.
+
+PYTHON ?= python3.11
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+DATA   ?= data/synthetic
+PLANTS ?= 600
+SIZE   ?= 128
+SEED   ?= 0
+export RICE_LAB_DATA := $(abspath $(DATA))
+export MPLBACKEND := Agg
+
+.PHONY: install data book test exercises bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "make: $(PYTHON) not found; run 'make PYTHON=/path/to/python3.11 ...'"; exit 1; }
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[course,dev]'
+	touch $@
+
+# The embedded dataset: regenerated only when the generator or its settings change.
+data: $(DATA)/.complete
+
+$(DATA)/.complete: $(STAMP) rice_lab/data/synthetic.py rice_lab/data/zindi.py Makefile
+	$(BIN)/rice-lab data synth $(DATA) --plants $(PLANTS) --size $(SIZE) --seed $(SEED)
+	$(BIN)/rice-lab data validate $(DATA)
+	touch $@
+
+book: data
+	$(BIN)/jupyter-book build book -W --keep-going
+	@echo "book: open book/_build/html/index.html"
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+exercises: $(STAMP)
+	$(BIN)/python -m autograder generate
+
+bench: data
+	$(BIN)/python benchmarks/run_all.py
+
+clean:
+	rm -rf book/_build $(DATA)

@@ -1,0 +1,108 @@
+"""The ``rice-lab`` command line: a thin layer that maps flags onto library calls."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from rice_lab.errors import RiceLabError
+
+
+def _cmd_data_validate(args: argparse.Namespace) -> int:
+    from rice_lab.data.zindi import format_problems, scan_zindi
+
+    report = scan_zindi(args.path, check_images=not args.no_images)
+    if report.problems:
+        print(format_problems(report), file=sys.stderr)
+    if report.problems and not args.skip_bad:
+        return 1
+    if args.skip_bad and report.dropped:
+        print(f"--skip-bad: dropped {len(report.dropped)} plant(s) with problems, kept "
+              f"{len(report.plants)}", file=sys.stderr)
+    if len(report.plants) == 0:
+        print(f"{report.root}: no usable plants", file=sys.stderr)
+        return 1
+    print(report.summary())
+    return 0
+
+
+def _cmd_data_synth(args: argparse.Namespace) -> int:
+    balance = _parse_balance(args.balance)
+    from rice_lab.data.synthetic import SynthConfig, synthesize
+
+    config = SynthConfig(plants=args.plants, size=args.size, seed=args.seed,
+                         test_fraction=args.test_fraction, class_balance=balance,
+                         difficulty=args.difficulty, label_noise=args.label_noise,
+                         shortcut=args.shortcut, workers=args.workers)
+    root = synthesize(args.path, config)
+    print(f"wrote {config.plants} plants ({config.size} px) to {root}")
+    return 0
+
+
+def _parse_balance(text: str) -> tuple[float, float, float]:
+    """``"1,1,1"`` or ``"blast=2,brown=1,healthy=1"`` -> class weights in CLASSES order."""
+    from rice_lab.data.zindi import CLASSES
+
+    parts = [p.strip() for p in text.split(",") if p.strip()]
+    try:
+        if all("=" in p for p in parts):
+            weights = dict((k.strip(), float(v)) for k, v in (p.split("=", 1) for p in parts))
+            if set(weights) != set(CLASSES):
+                raise ValueError(f"name each of {', '.join(CLASSES)}")
+            values = tuple(weights[c] for c in CLASSES)
+        else:
+            values = tuple(float(p) for p in parts)
+        if len(values) != len(CLASSES) or min(values) < 0 or sum(values) <= 0:
+            raise ValueError("three non-negative weights, not all zero")
+    except ValueError as err:
+        raise RiceLabError(f"--balance {text!r}: {err}") from err
+    return values  # type: ignore[return-value]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """All sub-commands and their flags."""
+    parser = argparse.ArgumentParser(prog="rice-lab", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    data = commands.add_parser("data", help="generate, validate and inspect Zindi-layout data")
+    data_commands = data.add_subparsers(dest="data_command", required=True)
+
+    validate = data_commands.add_parser("validate", help="check a Zindi folder and summarise it")
+    validate.add_argument("path", type=Path)
+    validate.add_argument("--skip-bad", action="store_true",
+                          help="drop plants with problems (each is reported) and go on")
+    validate.add_argument("--no-images", action="store_true", help="check csv files and pairing only")
+    validate.set_defaults(func=_cmd_data_validate)
+
+    synth = data_commands.add_parser("synth", help="write the synthetic multi-sensor dataset")
+    synth.add_argument("path", type=Path)
+    synth.add_argument("--plants", type=int, default=600, help="number of plants (train + test)")
+    synth.add_argument("--size", type=int, default=128, help="image width in pixels (height is 4/5)")
+    synth.add_argument("--seed", type=int, default=0)
+    synth.add_argument("--test-fraction", type=float, default=0.3)
+    synth.add_argument("--balance", default="1,1,1", help="class weights: 'blast=1,brown=1,healthy=1'")
+    synth.add_argument("--difficulty", type=float, default=0.5, help="0 (easy) to 1 (hard)")
+    synth.add_argument("--label-noise", type=float, default=0.0, help="fraction of flipped train labels")
+    synth.add_argument("--shortcut", default=None, choices=["date-stamp"],
+                       help="plant a class-correlated artefact in training images only")
+    synth.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
+    synth.set_defaults(func=_cmd_data_synth)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``rice-lab`` console script; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except RiceLabError as err:
+        print(f"rice-lab: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("rice-lab: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,19 @@
+"""Data layer: the Zindi reader and validator, the synthetic multi-sensor generator, SSL views."""
+
+from rice_lab.data.zindi import (
+    CLASSES,
+    Problem,
+    Report,
+    data_fingerprint,
+    load_image,
+    pair_files,
+    read_mask,
+    read_zindi,
+    scan_zindi,
+    split_plants,
+)
+
+__all__ = [
+    "CLASSES", "Problem", "Report", "data_fingerprint", "load_image", "pair_files", "read_mask",
+    "read_zindi", "scan_zindi", "split_plants",
+]

@@ -1,0 +1,58 @@
+"""The ``rice-lab data`` commands: exit codes and what a user reads."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from rice_lab.cli import main
+from zindi_folder import make_zindi
+
+
+def test_validate_good_folder_prints_summary_and_exits_0(tmp_path, capsys):
+    root = make_zindi(tmp_path / "rice")
+    assert main(["data", "validate", str(root)]) == 0
+    out = capsys.readouterr().out
+    assert "18 plants" in out and "train  blast" in out and "image size 40x32: 36 images" in out
+
+
+def test_validate_bad_folder_lists_every_problem_and_exits_1(tmp_path, capsys):
+    root = make_zindi(tmp_path / "rice")
+    (root / "images" / "id_he20000.jpg").write_bytes(b"junk")
+    (root / "images" / "id_bl00001_rgn.jpg").unlink()
+    assert main(["data", "validate", str(root)]) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert err[0].endswith("2 problem(s) found")
+    assert any("id_he20000.jpg: unreadable image" in line for line in err)
+    assert any("id_bl00001_rgn.jpg" in line for line in err)
+
+
+def test_validate_skip_bad_reports_dropped_plants_and_exits_0(tmp_path, capsys):
+    root = make_zindi(tmp_path / "rice")
+    (root / "images" / "id_he20000.jpg").write_bytes(b"junk")
+    assert main(["data", "validate", str(root), "--skip-bad"]) == 0
+    captured = capsys.readouterr()
+    assert "dropped 1 plant(s)" in captured.err and "17 plants" in captured.out
+
+
+def test_validate_missing_folder_is_one_line(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "rice_lab.cli", "data", "validate",
+                             str(tmp_path / "nowhere")], capture_output=True, text=True)
+    assert result.returncode == 1
+    assert "data folder not found" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_bad_flag_value_is_one_line_not_a_traceback(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "rice_lab.cli", "data", "synth", str(tmp_path / "x"),
+                             "--balance", "1,2"], capture_output=True, text=True)
+    assert result.returncode == 2
+    assert "--balance '1,2'" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_synth_then_validate(tmp_path, capsys):
+    root = tmp_path / "synth"
+    assert main(["data", "synth", str(root), "--plants", "12", "--size", "48", "--seed", "1",
+                 "--workers", "1"]) == 0
+    assert main(["data", "validate", str(root)]) == 0
+    out = capsys.readouterr().out
+    assert "12 plants" in out and "image size 48x38" in out
