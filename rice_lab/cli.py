@@ -40,6 +40,29 @@ def _cmd_data_synth(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_pretrain(args: argparse.Namespace) -> int:
+    from rice_lab.presets import get_preset
+
+    config = get_preset(args.preset, data=str(args.data), out=str(args.out), views=args.views,
+                        epochs=args.epochs, seed=args.seed, batch_size=args.batch_size, lr=args.lr,
+                        encoder=args.encoder, init=args.init, precision=args.precision,
+                        threads=args.threads, workers=args.workers)
+    if args.pretrained:
+        config.pretrained = True
+    if args.no_progress:
+        config.progress = False
+    if args.lr_find:
+        from rice_lab.ssl.pretrain import find_lr
+
+        print(f"suggested learning rate: {find_lr(config):.2e}")
+        return 0
+    from rice_lab.ssl.pretrain import pretrain
+
+    run_dir = pretrain(config, resume=args.resume)
+    print(f"pre-trained encoder: {run_dir / 'encoder.pt'}")
+    return 0
+
+
 def _parse_balance(text: str) -> tuple[float, float, float]:
     """``"1,1,1"`` or ``"blast=2,brown=1,healthy=1"`` -> class weights in CLASSES order."""
     from rice_lab.data.zindi import CLASSES
@@ -88,6 +111,28 @@ def build_parser() -> argparse.ArgumentParser:
                        help="plant a class-correlated artefact in training images only")
     synth.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
     synth.set_defaults(func=_cmd_data_synth)
+
+    pre = commands.add_parser("pretrain", help="SwAV self-supervised pre-training of an encoder",
+                              description="SwAV pre-training; under torchrun, one process per device.")
+    pre.add_argument("data", type=Path, help="Zindi-layout folder (real or synthetic)")
+    pre.add_argument("--preset", default="cpu-tiny", help="cpu-tiny | cpu-small | gpu-paper | gpu-res2next50")
+    pre.add_argument("--out", type=Path, required=True, help="run directory to create (or resume)")
+    pre.add_argument("--views", choices=["paired", "rgb", "rgnir", "mixed"], default=None,
+                     help="which camera each crop comes from (default: the preset's, paired)")
+    pre.add_argument("--epochs", type=int, default=None)
+    pre.add_argument("--seed", type=int, default=None)
+    pre.add_argument("--resume", action="store_true", help="continue the run in --out from its last state")
+    pre.add_argument("--batch-size", type=int, default=None, help="per process")
+    pre.add_argument("--lr", type=float, default=None)
+    pre.add_argument("--encoder", default=None, help="xresnet18/34/50, xresnet-tiny, any timm name")
+    pre.add_argument("--pretrained", action="store_true", help="start from timm ImageNet weights")
+    pre.add_argument("--init", default=None, help="start the encoder from a local checkpoint or run dir")
+    pre.add_argument("--precision", choices=["auto", "fp16", "bf16", "fp32"], default=None)
+    pre.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    pre.add_argument("--workers", type=int, default=None, help="DataLoader worker processes")
+    pre.add_argument("--no-progress", action="store_true", help="no progress bar")
+    pre.add_argument("--lr-find", action="store_true", help="run fastai's lr_find, print a suggestion, exit")
+    pre.set_defaults(func=_cmd_pretrain)
     return parser
 
 

@@ -1,0 +1,23 @@
+"""SwAV self-supervised pre-training: pure functions on tensors, a fastai callback, ``pretrain()``.
+
+The pieces, each usable and tested alone::
+
+    sinkhorn(scores, n_iters=3, epsilon=0.05)        -> balanced codes (batch, prototypes)
+    swav_loss(scores_per_crop, n_large=2, temperature=0.1, queue_scores=None)
+    Prototypes, normalize_prototypes_, freeze_prototypes_grad_
+    EmbeddingQueue, queue_active
+    SwAVModel(encoder, hidden, dim, n_prototypes)     -> (embeddings, scores) for a list of crops
+    SwAVCallback                                      -> wires them into a fastai Learner
+    pretrain(config) -> run_dir                       (rice_lab.ssl.pretrain; imports fastai)
+"""
+
+from rice_lab.ssl.loss import swav_codes, swav_loss
+from rice_lab.ssl.model import SwAVModel
+from rice_lab.ssl.prototypes import Prototypes, freeze_prototypes_grad_, normalize_prototypes_
+from rice_lab.ssl.queue import EmbeddingQueue, queue_active
+from rice_lab.ssl.sinkhorn import sinkhorn
+
+__all__ = [
+    "EmbeddingQueue", "Prototypes", "SwAVModel", "freeze_prototypes_grad_", "normalize_prototypes_",
+    "queue_active", "sinkhorn", "swav_codes", "swav_loss",
+]
