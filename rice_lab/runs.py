@@ -226,7 +226,7 @@ class RunCallback(Callback):
             resume_step = self._restore(self.resume_state)
         self.start_epoch = resume_step // self.steps_per_epoch
         if self.is_main:
-            self.metrics = MetricsLog(self.run_dir / "metrics.csv", keep_until_step=resume_step)
+            self.metrics_log = MetricsLog(self.run_dir / "metrics.csv", keep_until_step=resume_step)
             if resume_step == 0:
                 self.snapshot()  # step 0: the random (or ImageNet) starting point, for comparisons
 
@@ -255,11 +255,11 @@ class RunCallback(Callback):
 
     def after_batch(self) -> None:
         if not self.training:
-            self.valid_losses.append(float(self.learn.loss))
+            self.valid_losses.append(float(self.learn.loss.detach()))
             return
         step = self.learn.train_iter  # steps completed (TrainEvalCallback already counted this one)
         if self.is_main:
-            self.metrics.log(step, self.epoch, "train", float(self.learn.loss), self.opt.hypers[-1]["lr"])
+            self.metrics_log.log(step, self.epoch, "train", float(self.learn.loss.detach()), self.opt.hypers[-1]["lr"])
         if self.checkpoint_every and step % self.checkpoint_every == 0:
             self.snapshot()
         # At an epoch's last batch the state is saved after validation instead (after_epoch).
@@ -271,12 +271,12 @@ class RunCallback(Callback):
             return  # an epoch skipped on resume
         if self.is_main and getattr(self, "valid_losses", None):
             mean = sum(self.valid_losses) / len(self.valid_losses)
-            self.metrics.log(self.learn.train_iter, self.epoch, "valid", mean, None)
+            self.metrics_log.log(self.learn.train_iter, self.epoch, "valid", mean, None)
         self.save_resume()
 
     def after_fit(self) -> None:
         if self.is_main:
-            self.metrics.close()
+            self.metrics_log.close()
 
     def snapshot(self) -> None:
         """Save the encoder (and head, prototypes) at this step under ``checkpoints/``."""

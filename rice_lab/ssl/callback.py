@@ -80,7 +80,7 @@ class SwAVCallback(Callback):
         return loss
 
     def after_loss(self) -> None:
-        if not math.isfinite(float(self.learn.loss)):
+        if not math.isfinite(float(self.learn.loss.detach())):
             raise TrainingError(f"loss became {float(self.learn.loss)} at step {self.learn.train_iter} "
                                 f"(epoch {self.epoch}); stopped. The last good checkpoint is kept: "
                                 "lower the learning rate or use --precision fp32, then --resume")

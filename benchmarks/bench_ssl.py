@@ -1,0 +1,294 @@
+"""SwAV pre-training throughput of the ``cpu-tiny`` preset: rice_lab vs a minimal loop vs lightly.
+
+    python benchmarks/bench_ssl.py [--data DIR] [--steps 20] [--rounds 2] [--preset cpu-tiny]
+
+All three train the same encoder, projection head size and prototypes with the same crops
+(2 large + 2 small, paired cameras), the same loss and the same optimiser (fastai's Lamb):
+
+* ``rice_lab``: ``rice_lab.ssl.pretrain.build_learner`` + ``fit_one_cycle`` (the library as used);
+* ``minimal``:  a hand-written loop over the same DataLoader, ``multi_crop`` and ``swav_loss``;
+* ``lightly``:  lightly's ``SwaVProjectionHead``, ``SwaVPrototypes``, ``SwaVLoss`` and its
+  ``SwaVTransform`` crops (PIL, per image), one transform per camera.
+
+Each variant runs in its own process (so peak memory is its own), ``--rounds`` times in turn;
+the best round counts, because on a shared machine noise only ever slows a run down.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+VARIANTS = ("rice_lab", "minimal", "lightly", "loader")
+
+
+def _config(args):
+    from rice_lab.presets import get_preset
+
+    return get_preset(args.preset, data=str(args.data), progress=False, threads=args.threads)
+
+
+def _peak_memory() -> dict:
+    import torch
+
+    out = {"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    if torch.cuda.is_available():
+        out["peak_gpu_mb"] = torch.cuda.max_memory_allocated() / 2**20
+    return out
+
+
+def _rate(times: list[float], warmup: int, steps: int, batch: int) -> float:
+    return steps * batch / (times[warmup + steps] - times[warmup])
+
+
+def run_rice_lab(config, plants, warmup: int, steps: int) -> float:
+    from fastai.callback.core import Callback, CancelFitException
+
+    from rice_lab.ssl.pretrain import build_learner
+
+    times: list[float] = []
+
+    class Timer(Callback):
+        order = 100
+
+        def before_fit(self):
+            times.append(time.perf_counter())
+
+        def after_batch(self):
+            if self.training:
+                times.append(time.perf_counter())
+                if len(times) > warmup + steps:
+                    raise CancelFitException
+
+    learn, _, _ = build_learner(config, plants, extra_cbs=[Timer()])
+    learn.fit_one_cycle(config.epochs, config.lr, wd=config.wd, moms=config.moms, pct_start=config.pct_start)
+    return _rate(times, warmup, steps, config.batch_size)
+
+
+def _training_parts(config, plants):
+    import torch
+
+    from rice_lab.data.views import PlantImages, load_size, plant_loader
+    from rice_lab.models import create_encoder
+    from rice_lab.ssl.pretrain import seed_everything
+
+    height, width = load_size(config.size)
+    images = PlantImages(plants[~plants["is_valid"]], height, width)
+    loader = plant_loader(images, config.batch_size, config.seed, True, True)
+    seed_everything(config.seed)
+    encoder = create_encoder(config.encoder)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return images, loader, encoder, device
+
+
+def _one_cycle_lr(config, step: int, total: int) -> float:
+    import math
+
+    pct, top = step / total, config.lr
+    if pct < config.pct_start:
+        p = pct / config.pct_start
+        return top / 25 + (top - top / 25) * (1 - math.cos(math.pi * p)) / 2
+    p = (pct - config.pct_start) / (1 - config.pct_start)
+    return top / 1e5 + (top - top / 1e5) * (1 + math.cos(math.pi * p)) / 2
+
+
+def run_minimal(config, plants, warmup: int, steps: int) -> float:
+    """The least code that trains the same thing: no Learner, no callbacks, no run directory."""
+    import torch
+    from fastai.optimizer import Lamb
+
+    from rice_lab.data.views import generator_for, multi_crop
+    from rice_lab.ssl import SwAVModel, normalize_prototypes_, swav_loss
+    from rice_lab.ssl.pretrain import crop_spec
+
+    images, loader, encoder, device = _training_parts(config, plants)
+    stats, spec = images.stats(), crop_spec(config)
+    model = SwAVModel(encoder, config.hidden, config.dim, config.n_prototypes).to(device)
+    opt = Lamb(list(model.parameters()), lr=config.lr, wd=config.wd)
+    total = config.epochs * len(loader)
+    times, step = [time.perf_counter()], 0
+    while step <= warmup + steps:
+        for rgb, rgnir in loader:
+            rgb, rgnir = rgb.to(device), rgnir.to(device)
+            normalize_prototypes_(model.prototypes.weight)
+            crops = multi_crop(rgb, rgnir, spec, config.views, generator_for(config.seed, 2, step), stats)
+            _, scores = model(crops)
+            loss = swav_loss(list(scores.chunk(spec.n_crops)), spec.n_large, config.temperature)
+            loss.backward()
+            if step < config.freeze_prototypes_steps:
+                model.prototypes.weight.grad = None
+            opt.set_hyper("lr", _one_cycle_lr(config, step, total))
+            opt.step()
+            opt.zero_grad()
+            step += 1
+            times.append(time.perf_counter())
+            if step > warmup + steps:
+                break
+    return _rate(times, warmup, steps, config.batch_size)
+
+
+class _LightlyPairs:
+    """Plants as lightly would see them: PIL photos, lightly's SwaV transforms, one per camera."""
+
+    def __init__(self, images, config, stats):
+        from PIL import Image
+        from lightly.transforms.swav_transform import SwaVTransform
+
+        self.rgb = [Image.fromarray(x.permute(1, 2, 0).numpy()) for x in images.rgb]
+        self.rgnir = [Image.fromarray(x.permute(1, 2, 0).numpy()) for x in images.rgnir]
+        small = max(8, int(round(config.size * config.small_ratio)))
+
+        def transform(camera: str):
+            # same recipe as rice_lab's crops: flip, rotation <= 10 deg, brightness/contrast only
+            return SwaVTransform(crop_sizes=(config.size, small), crop_counts=(1, config.n_small // 2),
+                                 crop_min_scales=(config.large_scale[0], config.small_scale[0]),
+                                 crop_max_scales=(config.large_scale[1], config.small_scale[1]),
+                                 hf_prob=0.5, rr_prob=1.0, rr_degrees=config.max_rotation, cj_prob=1.0,
+                                 cj_bright=config.jitter, cj_contrast=config.jitter, cj_sat=0.0,
+                                 cj_hue=0.0, random_gray_scale=0.0, gaussian_blur=0.0,
+                                 normalize={"mean": stats[camera][0], "std": stats[camera][1]})
+
+        self.t_rgb, self.t_rgnir = transform("rgb"), transform("rgnir")
+
+    def __len__(self) -> int:
+        return len(self.rgb)
+
+    def __getitem__(self, i: int):
+        a, b = self.t_rgb(self.rgb[i]), self.t_rgnir(self.rgnir[i])
+        return [a[0], b[0]] + [crop for pair in zip(a[1:], b[1:]) for crop in pair]  # large, then small
+
+
+def run_lightly(config, plants, warmup: int, steps: int) -> float:
+    import torch
+    from fastai.optimizer import Lamb
+    from lightly.loss import SwaVLoss
+    from lightly.models.modules import SwaVProjectionHead, SwaVPrototypes
+    from torch.utils.data import DataLoader
+
+    images, _, encoder, device = _training_parts(config, plants)
+    dataset = _LightlyPairs(images, config, images.stats())
+    loader = DataLoader(dataset, batch_size=config.batch_size, shuffle=True, drop_last=True,
+                        generator=torch.Generator().manual_seed(config.seed))
+    head = SwaVProjectionHead(encoder.num_features, config.hidden, config.dim)
+    prototypes = SwaVPrototypes(config.dim, config.n_prototypes, config.freeze_prototypes_steps)
+    model = torch.nn.ModuleDict({"encoder": encoder, "head": head, "prototypes": prototypes}).to(device)
+    criterion = SwaVLoss(temperature=config.temperature)
+    opt = Lamb(list(model.parameters()), lr=config.lr, wd=config.wd)
+    total = config.epochs * len(loader)
+    times, step = [time.perf_counter()], 0
+    while step <= warmup + steps:
+        for crops in loader:
+            prototypes.normalize()
+            large = torch.cat(crops[:config.n_large]).to(device)
+            small = torch.cat(crops[config.n_large:]).to(device)
+            z = [torch.nn.functional.normalize(head(encoder(x)), dim=1) for x in (large, small)]
+            scores = [prototypes(x, step) for x in z]
+            high = list(scores[0].chunk(config.n_large))
+            low = list(scores[1].chunk(config.n_small))
+            loss = criterion(high, low)
+            loss.backward()
+            opt.set_hyper("lr", _one_cycle_lr(config, step, total))
+            opt.step()
+            opt.zero_grad()
+            step += 1
+            times.append(time.perf_counter())
+            if step > warmup + steps:
+                break
+    return _rate(times, warmup, steps, config.batch_size)
+
+
+def run_loader(config, plants, warmup: int, steps: int) -> float:
+    """rice_lab's data path alone: batches of plants turned into normalised crops, no model."""
+    import torch
+
+    from rice_lab.data.views import generator_for, multi_crop
+    from rice_lab.ssl.pretrain import crop_spec
+
+    images, loader, _, device = _training_parts(config, plants)
+    stats, spec = images.stats(), crop_spec(config)
+    times, step = [time.perf_counter()], 0
+    while step <= warmup + steps:
+        for rgb, rgnir in loader:
+            crops = multi_crop(rgb.to(device), rgnir.to(device), spec, config.views,
+                               generator_for(config.seed, 2, step), stats)
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            step += 1
+            times.append(time.perf_counter())
+            if step > warmup + steps:
+                break
+    return _rate(times, warmup, steps, config.batch_size)
+
+
+def _child(args) -> None:
+    import torch
+
+    from rice_lab.ssl.pretrain import pretraining_plants
+
+    config = _config(args)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    plants = pretraining_plants(config)
+    runner = {"rice_lab": run_rice_lab, "minimal": run_minimal, "lightly": run_lightly,
+              "loader": run_loader}[args.variant]
+    rate = runner(config, plants, args.warmup, args.steps)
+    print(json.dumps({"variant": args.variant, "images_per_s": rate, **_peak_memory()}))
+
+
+def _data(args) -> Path:
+    if args.data:
+        return Path(args.data)
+    if os.environ.get("RICE_LAB_DATA") and Path(os.environ["RICE_LAB_DATA"]).is_dir():
+        return Path(os.environ["RICE_LAB_DATA"])
+    from rice_lab.data.synthetic import SynthConfig, ensure_synthetic
+
+    root = Path(tempfile.gettempdir()) / "rice-lab-bench" / "synthetic-600-128"
+    return ensure_synthetic(root, SynthConfig(plants=600, size=128, seed=0))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", default=None, help="Zindi folder (default: $RICE_LAB_DATA or synthetic)")
+    parser.add_argument("--preset", default="cpu-tiny")
+    parser.add_argument("--steps", type=int, default=20, help="timed steps per variant")
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--variant", choices=VARIANTS, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.variant:
+        return _child(args)
+    args.data = str(_data(args))
+    results: dict[str, list[dict]] = {v: [] for v in VARIANTS}
+    for _ in range(args.rounds):
+        for variant in VARIANTS:
+            command = [sys.executable, "-W", "ignore", __file__, "--variant", variant, "--data", args.data,
+                       "--preset", args.preset, "--steps", str(args.steps), "--warmup", str(args.warmup)]
+            if args.threads:
+                command += ["--threads", str(args.threads)]
+            out = subprocess.run(command, capture_output=True, text=True, check=True)
+            results[variant].append(json.loads(out.stdout.strip().splitlines()[-1]))
+    best = {v: max(r, key=lambda x: x["images_per_s"]) for v, r in results.items()}
+    print(f"SwAV pre-training, preset {args.preset}, {args.steps} steps after {args.warmup} warm-up, "
+          f"best of {args.rounds} rounds, torch threads {args.threads or 'default'}")
+    print(f"{'variant':<10} {'images/s':>10} {'peak RSS MB':>12}" + (" peak GPU MB" if "peak_gpu_mb" in best["rice_lab"] else ""))
+    for v in VARIANTS:
+        gpu = f" {best[v]['peak_gpu_mb']:>11.0f}" if "peak_gpu_mb" in best[v] else ""
+        print(f"{v:<10} {best[v]['images_per_s']:>10.1f} {best[v]['peak_rss_mb']:>12.0f}{gpu}")
+    ours = best["rice_lab"]["images_per_s"]
+    ratios = {"rice_lab / minimal": (ours / best["minimal"]["images_per_s"], 0.9),
+              "rice_lab / lightly": (ours / best["lightly"]["images_per_s"], 1.0),
+              "loader / rice_lab": (best["loader"]["images_per_s"] / ours, 2.0)}
+    for name, (ratio, target) in ratios.items():
+        print(f"{name:<20} {ratio:6.2f}x  (target >= {target}x: {'ok' if ratio >= target else 'MISSED'})")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,77 @@
+"""How good is an encoder? kNN and linear probes on frozen features of labelled plants."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from rice_lab.data.views import PlantImages, load_size, normalize
+from rice_lab.data.zindi import CLASSES, split_plants
+
+
+@torch.no_grad()
+def embed(encoder: nn.Module, images: torch.Tensor, mean, std, size: int, batch_size: int = 128) -> torch.Tensor:
+    """Features (N, F) of uint8 images (N, 3, H, W), each resized to ``size`` px high, normalised."""
+    encoder.eval()
+    device = next(encoder.parameters()).device
+    out = []
+    for start in range(0, len(images), batch_size):
+        x = images[start:start + batch_size].to(device).float() / 255
+        x = F.interpolate(x, size=(size, int(round(size * x.shape[-1] / x.shape[-2]))), mode="bilinear",
+                          antialias=True, align_corners=False)
+        out.append(encoder(normalize(x, mean, std)).float().cpu())
+    return torch.cat(out)
+
+
+def labelled_split(plants: pd.DataFrame, valid_pct: float = 0.3, seed: int = 0) -> pd.DataFrame:
+    """Labelled plants with an ``is_valid`` column (kept if present, else a seeded stratified split)."""
+    labelled = plants[plants["label"].notna()].copy()
+    if "is_valid" not in labelled:
+        labelled = split_plants(labelled.assign(split="train"), valid_pct, seed)
+    return labelled.reset_index(drop=True)
+
+
+def plant_features(encoder: nn.Module, plants: pd.DataFrame, camera: str = "rgb", size: int = 32,
+                   stats: tuple | None = None) -> tuple[torch.Tensor, np.ndarray]:
+    """(features, label indices) for every plant's ``camera`` photo."""
+    height, width = load_size(size)
+    images = PlantImages(plants, height, width)
+    photos = images.rgb if camera == "rgb" else images.rgnir
+    if stats is None:
+        normalization = getattr(encoder, "normalization", None)
+        stats = normalization[camera] if normalization else images.stats()[camera]
+    labels = np.array([CLASSES.index(label) for label in plants["label"]])
+    return embed(encoder, photos, stats[0], stats[1], size), labels
+
+
+def knn_accuracy(encoder: nn.Module, plants: pd.DataFrame, camera: str = "rgb", k: int = 10,
+                 size: int = 32, valid_pct: float = 0.3, seed: int = 0) -> float:
+    """Accuracy on held-out plants of a cosine kNN vote over the other labelled plants' features."""
+    labelled = labelled_split(plants, valid_pct, seed)
+    features, labels = plant_features(encoder, labelled, camera, size)
+    features = F.normalize(features, dim=1)
+    train, valid = ~labelled["is_valid"].to_numpy(), labelled["is_valid"].to_numpy()
+    similarity = features[valid] @ features[train].t()
+    top = similarity.topk(min(k, int(train.sum())), dim=1)
+    votes = torch.zeros(int(valid.sum()), len(CLASSES))
+    # similarity-weighted vote (as in the DINO / InstDisc kNN monitors), ties broken by weight
+    votes.scatter_add_(1, torch.from_numpy(labels[train])[top.indices], (top.values / 0.07).exp())
+    return float((votes.argmax(1).numpy() == labels[valid]).mean())
+
+
+def linear_probe_accuracy(encoder: nn.Module, plants: pd.DataFrame, camera: str = "rgb", size: int = 32,
+                          valid_pct: float = 0.3, seed: int = 0) -> float:
+    """Accuracy on held-out plants of a logistic regression on standardised frozen features."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    labelled = labelled_split(plants, valid_pct, seed)
+    features, labels = plant_features(encoder, labelled, camera, size)
+    train, valid = ~labelled["is_valid"].to_numpy(), labelled["is_valid"].to_numpy()
+    probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, C=0.5))
+    probe.fit(features[train].numpy(), labels[train])
+    return float(probe.score(features[valid].numpy(), labels[valid]))
