@@ -1,0 +1,131 @@
+"""`python -m autograder check NOTEBOOK`: run a learner's notebook in a fresh kernel and score it."""
+
+from __future__ import annotations
+
+import copy
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from jupyter_client import AsyncKernelManager
+from jupyter_client.kernelspec import KernelSpecManager
+from nbclient import NotebookClient
+from nbclient.exceptions import DeadKernelError
+from nbformat import NotebookNode
+
+from autograder.audit import audit_notebook
+from autograder.notebooks import (CellScore, grade_id, is_grade_cell, is_locked, kernel_env, read_notebook,
+                                  score_cells, source_notebook)
+
+
+@dataclass
+class CheckReport:
+    """What a self-check found: one score per grade cell and notes on how the notebook was treated."""
+
+    notebook: Path
+    scores: list[CellScore]
+    notes: list[str] = field(default_factory=list)
+    zeroed: str | None = None  # why the whole notebook scores zero, if it does
+    seconds: float = 0.0
+
+    @property
+    def points(self) -> float:
+        return 0.0 if self.zeroed else sum(s.points for s in self.scores)
+
+    @property
+    def max_points(self) -> float:
+        return sum(s.max_points for s in self.scores)
+
+    def render(self) -> str:
+        """The report as printable lines."""
+        lines = [f"{self.notebook.name}: {self.points:g} / {self.max_points:g} points ({self.seconds:.0f} s)"]
+        width = max((len(s.grade_id) for s in self.scores), default=10)
+        for s in self.scores:
+            status = "pass" if s.passed else "FAIL"
+            detail = f"  {s.error}" if s.error else ""
+            lines.append(f"  {s.grade_id:<{width}}  {s.points:g}/{s.max_points:g}  {status}{detail}")
+        if self.zeroed:
+            lines.append(f"  total 0: {self.zeroed}")
+        lines += [f"  note: {note}" for note in self.notes]
+        return "\n".join(lines)
+
+
+def restore_from_source(nb: NotebookNode, source: NotebookNode) -> list[str]:
+    """Put the source versions of locked and test cells back (hidden tests included), as nbgrader does."""
+    notes = []
+    originals = {grade_id(c): c for c in source.cells if grade_id(c) and (is_locked(c) or is_grade_cell(c))}
+    present = {grade_id(c) for c in nb.cells if grade_id(c)}
+    for cell in nb.cells:
+        original = originals.get(grade_id(cell))
+        if original is None:
+            continue
+        if cell.source != original.source and cell.source.strip() != _released(original.source):
+            notes.append(f"locked cell {grade_id(cell)} was edited; its original was put back")
+        cell.source = original.source
+        cell.cell_type = original.cell_type
+    order = [gid for gid in (grade_id(c) for c in source.cells) if gid in present]
+    if [gid for gid in (grade_id(c) for c in nb.cells) if gid in originals] != [g for g in order if g in originals]:
+        notes.append("cells were reordered; they run in the order of your notebook")
+    for index, cell in enumerate(source.cells):
+        gid = grade_id(cell)
+        if gid in originals and gid not in present and is_grade_cell(cell):
+            notes.append(f"test cell {gid} was deleted; it was put back")
+            nb.cells.insert(_insert_at(nb, source, index), copy.deepcopy(cell))
+    return notes
+
+
+def _released(source: str) -> str:
+    """What a test cell looks like in the exercise: the hidden-test region removed."""
+    kept, hidden = [], False
+    for line in source.splitlines():
+        if line.strip() == "### BEGIN HIDDEN TESTS":
+            hidden = True
+        elif line.strip() == "### END HIDDEN TESTS":
+            hidden = False
+        elif not hidden:
+            kept.append(line)
+    return "\n".join(kept).strip()
+
+
+def _insert_at(nb: NotebookNode, source: NotebookNode, index: int) -> int:
+    """Where a deleted source cell goes back: right after the cell that preceded it in the source."""
+    for previous in reversed(source.cells[:index]):
+        ids = [grade_id(c) for c in nb.cells]
+        if grade_id(previous) in ids:
+            return ids.index(grade_id(previous)) + 1
+    return 0
+
+
+def check_notebook(path: Path, timeout: int = 60) -> CheckReport:
+    """Execute ``path`` in a fresh kernel (each cell limited to ``timeout`` s) and score its grade cells."""
+    start = time.monotonic()
+    nb = read_notebook(path)
+    notes: list[str] = []
+    source_path = source_notebook(path)
+    if source_path is not None:
+        notes += restore_from_source(nb, read_notebook(source_path))
+        notes.append(f"hidden tests included (from {source_path.parent.name}/{source_path.name})")
+    else:
+        notes.append("hidden tests not found (no solutions/ folder): only the visible checks count")
+    notes += audit_notebook(nb)
+    zeroed = None
+    with tempfile.TemporaryDirectory(prefix="rice-lab-check-") as scratch:
+        env = kernel_env(Path(scratch))
+        specs = KernelSpecManager(kernel_dirs=[str(Path(scratch) / "jupyter" / "kernels")])
+        km = AsyncKernelManager(kernel_name="python3", kernel_spec_manager=specs)
+        client = NotebookClient(nb, km=km, timeout=timeout, kernel_name="python3", allow_errors=True,
+                                interrupt_on_timeout=True, record_timing=False,
+                                resources={"metadata": {"path": str(path.resolve().parent)}})
+        try:
+            client.execute(env=env)
+        except DeadKernelError:
+            zeroed = "the kernel died while running your notebook (os._exit, a crash or out of memory)"
+        except Exception as err:  # a kernel that cannot start, or nbclient giving up on an unresponsive one
+            zeroed = f"execution stopped: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+    for cell in nb.cells:
+        for output in cell.get("outputs", []):
+            if output.get("output_type") == "error" and output.get("ename") in ("CellTimeoutError", "KeyboardInterrupt"):
+                notes.append(f"a cell ran past {timeout} s and was interrupted")
+                break
+    return CheckReport(path, score_cells(nb), notes, zeroed, time.monotonic() - start)
