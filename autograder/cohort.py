@@ -225,7 +225,7 @@ def _grade_one(course: Course, student: str, assignment: str, release: Path, sna
     options = [f"--CourseDirectory.root={work}", f"--CourseDirectory.db_url=sqlite:///{work / 'gradebook.db'}"]
     if cell_timeout:
         options.append(f"--Execute.timeout={cell_timeout}")
-    code = _nbgrader(["autograde", assignment, student, *options], work, env, log, timeout=job_timeout,
+    code = _nbgrader([assignment, student, *options], work, env, log, timeout=job_timeout,
                      module="autograder._job")
     graded = work / "autograded" / student / assignment
     notebooks = sorted(p.name for p in release.glob("*.ipynb"))
