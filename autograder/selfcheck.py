@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import subprocess
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -10,13 +11,15 @@ from pathlib import Path
 
 from jupyter_client import AsyncKernelManager
 from jupyter_client.kernelspec import KernelSpecManager
+from jupyter_core.utils import run_sync
+import nbformat
 from nbclient import NotebookClient
 from nbclient.exceptions import DeadKernelError
 from nbformat import NotebookNode
 
 from autograder.audit import audit_notebook
 from autograder.notebooks import (CellScore, grade_id, is_grade_cell, is_locked, kernel_env, read_notebook,
-                                  score_cells, source_notebook)
+                                  score_cells, source_notebook, strip_outputs)
 
 
 @dataclass
@@ -109,6 +112,7 @@ def check_notebook(path: Path, timeout: int = 60) -> CheckReport:
     else:
         notes.append("hidden tests not found (no solutions/ folder): only the visible checks count")
     notes += audit_notebook(nb)
+    strip_outputs(nb)  # saved outputs and counts say nothing about this run
     zeroed = None
     with tempfile.TemporaryDirectory(prefix="rice-lab-check-") as scratch:
         env = kernel_env(Path(scratch))
@@ -118,12 +122,18 @@ def check_notebook(path: Path, timeout: int = 60) -> CheckReport:
                                 interrupt_on_timeout=True, record_timing=False,
                                 resources={"metadata": {"path": str(path.resolve().parent)}})
         try:
-            client.execute(env=env)
+            client.execute(env=env, stderr=subprocess.DEVNULL)  # the kernel's own log lines are noise here
         except DeadKernelError:
             zeroed = "the kernel died while running your notebook (os._exit, a crash or out of memory)"
         except Exception as err:  # a kernel that cannot start, or nbclient giving up on an unresponsive one
             zeroed = f"execution stopped: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+        finally:
+            if km.has_kernel:  # we passed our own kernel manager, so shutting it down is ours to do
+                run_sync(km.shutdown_kernel)(now=True)
     for cell in nb.cells:
+        if is_grade_cell(cell) and cell.cell_type == "code" and cell.get("execution_count") is None:
+            cell.outputs = [nbformat.v4.new_output("error", ename="NotRun", evalue="this cell never ran",
+                                                   traceback=[])]
         for output in cell.get("outputs", []):
             if output.get("output_type") == "error" and output.get("ename") in ("CellTimeoutError", "KeyboardInterrupt"):
                 notes.append(f"a cell ran past {timeout} s and was interrupted")
