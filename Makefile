@@ -9,10 +9,12 @@ DATA   ?= data/synthetic
 PLANTS ?= 600
 SIZE   ?= 128
 SEED   ?= 0
+RUNS   ?= runs
 export RICE_LAB_DATA := $(abspath $(DATA))
+export RICE_LAB_RUNS := $(abspath $(RUNS))
 export MPLBACKEND := Agg
 
-.PHONY: install data book test exercises bench clean
+.PHONY: install data pipeline book test exercises bench clean
 
 install: $(STAMP)
 
@@ -29,9 +31,18 @@ data: $(DATA)/.complete
 $(DATA)/.complete: $(STAMP) rice_lab/data/synthetic.py rice_lab/data/zindi.py Makefile
 	$(BIN)/rice-lab data synth $(DATA) --plants $(PLANTS) --size $(SIZE) --seed $(SEED)
 	$(BIN)/rice-lab data validate $(DATA)
+	rm -rf book/_build/.jupyter_cache  # pages computed on the old data must run again
 	touch $@
 
-book: data
+# The runs the book reads; an interrupted run resumes, a run on outdated data starts over.
+pipeline: $(RUNS)/cpu-tiny-paired/encoder.pt
+
+$(RUNS)/cpu-tiny-paired/encoder.pt: $(DATA)/.complete
+	@if [ -f $@ ]; then echo "data changed: training $(@D) again"; rm -rf $(@D); fi
+	$(BIN)/rice-lab pretrain $(DATA) --preset cpu-tiny --views paired --out $(@D) --resume --no-progress
+	rm -rf book/_build/.jupyter_cache
+
+book: pipeline
 	$(BIN)/jupyter-book build book -W --keep-going
 	@echo "book: open book/_build/html/index.html"
 
@@ -42,7 +53,7 @@ exercises: $(STAMP)
 	$(BIN)/python -m autograder generate
 
 bench: data
-	$(BIN)/python benchmarks/run_all.py
+	for script in benchmarks/bench_*.py benchmarks/data_baselines.py; do $(BIN)/python $$script || exit 1; done
 
 clean:
-	rm -rf book/_build $(DATA)
+	rm -rf book/_build $(DATA) $(RUNS)
