@@ -86,7 +86,7 @@ class CNNResult:
     seconds: float
 
 
-def small_cnn(n_in: int, n_classes: int = len(CLASSES), width: int = 24):
+def small_cnn(n_in: int, n_classes: int = len(CLASSES), width: int = 16):
     """A five-layer CNN; max- and mean-pooled features, since a few lesion pixels must be able to win."""
     import torch
     from torch import nn
@@ -113,13 +113,27 @@ def small_cnn(n_in: int, n_classes: int = len(CLASSES), width: int = 24):
 
 def train_small_cnn(plants_df: pd.DataFrame, seconds: float = 60.0, seed: int = 0,
                     cameras: tuple[str, ...] = CAMERAS, epochs: int | None = None, batch_size: int = 16,
-                    lr: float = 4e-3, width: int = 24) -> CNNResult:
+                    lr: float = 4e-3, width: int = 16, threads: int = 1) -> CNNResult:
     """Train :func:`small_cnn` on CPU for ``seconds`` of wall time (or exactly ``epochs``) and score it.
 
     With a time budget the learning rate follows the clock (warm-up, then cosine to zero at the
     deadline), so a slower machine trains fewer steps but still finishes its schedule; with
     ``epochs`` the schedule follows the step count and the result is the same on every machine.
+    One thread by default: on a shared machine, several threads fighting for busy cores run many
+    times slower than one.
     """
+    import torch
+
+    previous_threads = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        return _train_small_cnn(plants_df, seconds, seed, cameras, epochs, batch_size, lr, width)
+    finally:
+        torch.set_num_threads(previous_threads)
+
+
+def _train_small_cnn(plants_df: pd.DataFrame, seconds: float, seed: int, cameras: tuple[str, ...],
+                     epochs: int | None, batch_size: int, lr: float, width: int) -> CNNResult:
     import torch
 
     torch.manual_seed(seed)

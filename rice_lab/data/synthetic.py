@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from scipy.ndimage import gaussian_filter, map_coordinates
+from scipy.ndimage import gaussian_filter
 
 from rice_lab.errors import ConfigError, DataError
 
@@ -226,18 +226,18 @@ def plan_plants(config: SynthConfig) -> list[PlantTask]:
 
 def difficulty_knobs(difficulty: float) -> dict[str, float]:
     """The generator's rates and scales at a given difficulty (0 easy .. 1 hard)."""
-    d = difficulty
+    d, d2 = difficulty, difficulty**2  # squared: gentle near the default, steep towards 1
     return {
-        "lesion_scale": 1.25 - 0.6 * d,          # multiplies lesion length and width
-        "lesion_contrast_min": 1.0 - 0.6 * d,    # lesions blend with the leaf by up to this much
-        "blast_per_leaf": 2.6 - 1.2 * d,         # mean extra lesions per main blade
-        "brown_per_leaf": 14.0 - 7.0 * d,
-        "early_fraction": 0.03 + 0.25 * d,       # diseased plants with only one or two faint young spots
-        "dust_per_plant": 2.0 + 40.0 * d,
-        "holes_per_plant": 0.3 + 3.0 * d,
-        "dry_tip_p": 0.2 + 0.6 * d,
-        "shadow_p": 0.2 + 0.6 * d,
-        "yellowing_max": 0.15 + 0.6 * d,
+        "lesion_scale": 1.25 - 0.5 * d2,         # multiplies lesion length and width
+        "lesion_contrast_min": 1.0 - 0.5 * d2,   # lesions blend with the leaf by up to this much
+        "blast_per_leaf": 2.6 - 1.2 * d2,        # mean extra lesions per main blade
+        "brown_per_leaf": 14.0 - 7.0 * d2,
+        "early_fraction": 0.03 + 0.25 * d2,      # diseased plants with only one or two faint young spots
+        "dust_per_plant": 2.0 + 20.0 * d2,
+        "holes_per_plant": 0.3 + 2.5 * d2,
+        "dry_tip_p": 0.2 + 0.4 * d,
+        "shadow_p": 0.2 + 0.4 * d,
+        "yellowing_max": 0.15 + 0.3 * d,
         "noise_scale": 0.5 + d,
     }
 
@@ -446,9 +446,16 @@ def _draw_holes(rng: np.random.Generator, blades: list[Blade], main: list[int], 
 
 def _noise(scene: Scene, channel: int, x: np.ndarray, y: np.ndarray, freq: float) -> np.ndarray:
     """Smooth value noise (std about 0.6) at normalised coordinates, ``freq`` grid cells per unit."""
+    grid = scene.noise[channel]
     gx = x * freq + 3.7 * channel  # offsets keep fields of one grid at different scales apart
     gy = y * freq + 5.3 * channel
-    return map_coordinates(scene.noise[channel], [gy, gx], order=1, mode="grid-wrap")
+    fx, fy = np.floor(gx), np.floor(gy)
+    tx, ty = (gx - fx).astype(np.float32), (gy - fy).astype(np.float32)
+    ix, iy = fx.astype(np.int64) % _NOISE_GRID, fy.astype(np.int64) % _NOISE_GRID
+    jx, jy = (ix + 1) % _NOISE_GRID, (iy + 1) % _NOISE_GRID
+    top = grid[iy, ix] + (grid[iy, jx] - grid[iy, ix]) * tx  # bilinear, periodic
+    bottom = grid[jy, ix] + (grid[jy, jx] - grid[jy, ix]) * tx
+    return top + (bottom - top) * ty
 
 
 def _smoothstep(edge0: float, edge1: float, x: np.ndarray) -> np.ndarray:
@@ -513,14 +520,15 @@ def _render_scene(scene: Scene, x: np.ndarray, y: np.ndarray) -> dict[str, np.nd
 def _background(scene: Scene, x: np.ndarray, y: np.ndarray, code: np.ndarray) -> np.ndarray:
     """Soil with clods and wet patches; in paddies, water with sky glints where the field is flooded."""
     m = scene.materials
-    wet = _smoothstep(-0.5, 1.0, _noise(scene, 3, x, y, 8))
+    moisture = _noise(scene, 3, x, y, 8)
+    wet = _smoothstep(-0.5, 1.0, moisture)
     clods = 1 + 0.25 * _noise(scene, 0, x, y, 60)
     soil = m["soil"][:, None, None] * (clods * (1 - 0.55 * wet))[None]
     if scene.background == "canopy":
         soil = soil * 0.5  # deep in the canopy the ground is in shade
     if scene.background != "paddy":
         return soil.astype(np.float32)
-    water = _noise(scene, 3, x, y, 8) > scene.water_level
+    water = moisture > scene.water_level
     glint = np.clip(_noise(scene, 2, x, y, 12) - 1.2, 0, None) * 0.25
     flooded = m["water"][:, None, None] + glint[None] * np.array([1.0, 0.9, 0.8, 0.5], np.float32)[:, None, None]
     code[water] = MATERIALS["water"]
@@ -577,16 +585,18 @@ def _apply_holes(scene: Scene, b: int, u: np.ndarray, v: np.ndarray, behind: np.
 def _apply_dust(scene: Scene, x: np.ndarray, y: np.ndarray, refl: np.ndarray, code: np.ndarray,
                 lesion_id: np.ndarray) -> None:
     """Brownish-grey dust specks lying on leaves (not on water or soil, where they would not show)."""
-    leafy = np.isin(code, (MATERIALS["leaf"], MATERIALS["other_leaf"], MATERIALS["dry_tip"],
-                           MATERIALS["halo"], MATERIALS["lesion_margin"], MATERIALS["lesion_centre"]))
-    for sx, sy, radius in scene.dust:
-        near = (np.abs(x - sx) < radius * 1.5) & (np.abs(y - sy) < radius * 1.5)
-        if not near.any():
-            continue
-        speck = near & leafy & (((x - sx) ** 2 + (y - sy) ** 2) < radius**2)
-        refl[:, speck] = scene.materials["dust"][:, None]
-        code[speck] = MATERIALS["dust"]
-        lesion_id[speck] = -1
+    if not len(scene.dust):
+        return
+    leafy = np.nonzero(np.isin(code, (MATERIALS["leaf"], MATERIALS["other_leaf"], MATERIALS["dry_tip"],
+                                      MATERIALS["halo"], MATERIALS["lesion_margin"],
+                                      MATERIALS["lesion_centre"])))
+    px, py = x[leafy].astype(np.float32), y[leafy].astype(np.float32)
+    sx, sy, radius = (scene.dust[:, i, None].astype(np.float32) for i in range(3))
+    speck = (((px[None] - sx) ** 2 + (py[None] - sy) ** 2) < radius**2).any(axis=0)
+    hit = tuple(axis[speck] for axis in leafy)
+    refl[(slice(None), *hit)] = scene.materials["dust"][:, None]
+    code[hit] = MATERIALS["dust"]
+    lesion_id[hit] = -1
 
 
 def _irradiance(scene: Scene, x: np.ndarray, y: np.ndarray) -> np.ndarray:
