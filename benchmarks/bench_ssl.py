@@ -79,7 +79,7 @@ def _training_parts(config, plants):
     from rice_lab.models import create_encoder
     from rice_lab.ssl.pretrain import seed_everything
 
-    height, width = load_size(config.size)
+    height, width = load_size(config.photo_size or config.size)
     images = PlantImages(plants[~plants["is_valid"]], height, width)
     loader = plant_loader(images, config.batch_size, config.seed, True, True)
     seed_everything(config.seed)

@@ -46,7 +46,8 @@ def _cmd_pretrain(args: argparse.Namespace) -> int:
     config = get_preset(args.preset, data=str(args.data), out=str(args.out), views=args.views,
                         epochs=args.epochs, seed=args.seed, batch_size=args.batch_size, lr=args.lr,
                         encoder=args.encoder, init=args.init, precision=args.precision,
-                        threads=args.threads, workers=args.workers)
+                        threads=args.threads, workers=args.workers,
+                        checkpoint_every=args.checkpoint_every, resume_every=args.resume_every)
     if args.pretrained:
         config.pretrained = True
     if args.no_progress:
@@ -128,6 +129,8 @@ def build_parser() -> argparse.ArgumentParser:
     pre.add_argument("--pretrained", action="store_true", help="start from timm ImageNet weights")
     pre.add_argument("--init", default=None, help="start the encoder from a local checkpoint or run dir")
     pre.add_argument("--precision", choices=["auto", "fp16", "bf16", "fp32"], default=None)
+    pre.add_argument("--checkpoint-every", type=int, default=None, help="steps between encoder snapshots")
+    pre.add_argument("--resume-every", type=int, default=None, help="steps between resume states")
     pre.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     pre.add_argument("--workers", type=int, default=None, help="DataLoader worker processes")
     pre.add_argument("--no-progress", action="store_true", help="no progress bar")

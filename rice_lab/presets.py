@@ -32,7 +32,8 @@ class PretrainConfig:
     queue_factor: int = 64               # queue length = batch x queue_factor (0 = no queue)
     queue_start: float = 0.5             # fraction of training at which the queue starts filling
     # crops (the original multi-crop recipe; sizes scale with the preset)
-    size: int = 128
+    size: int = 128                      # large crops are size x size px
+    photo_size: int | None = None        # height photos are decoded to (None: size); crops come from these
     n_large: int = 2
     n_small: int = 6
     small_ratio: float = 0.75
@@ -99,8 +100,9 @@ class PretrainConfig:
 
 PRESETS: dict[str, PretrainConfig] = {
     # Book and exercises: a useful encoder in about two minutes on two CPU cores.
-    "cpu-tiny": PretrainConfig(encoder="xresnet-tiny", size=32, n_small=2, small_ratio=0.75,
-                               hidden=256, dim=64, n_prototypes=64, batch_size=32, epochs=10,
+    # Small crops from 64 px photos keep the lesions visible (a 32 px photo loses them).
+    "cpu-tiny": PretrainConfig(encoder="xresnet-tiny", size=32, photo_size=64, n_small=2, small_ratio=0.75,
+                               hidden=256, dim=64, n_prototypes=64, batch_size=32, epochs=8,
                                lr=3e-3, wd=1e-4, freeze_prototypes_steps=20, queue_factor=4,
                                queue_start=0.5, checkpoint_every=20, resume_every=10, jitter=0.3),
     # A longer CPU run: bigger crops, all six small crops.

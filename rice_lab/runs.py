@@ -122,7 +122,10 @@ class MetricsLog:
             self.handle.flush()
 
     def _truncate(self, step: int) -> None:
-        """Keep complete rows up to ``step``: rows after the resume point are redone by the resumed run."""
+        """Keep complete rows up to ``step``: rows after the resume point are redone by the resumed run.
+
+        A state saved at an epoch's end is saved after validation, so its valid row is kept too.
+        """
         with open(self.path, newline="") as handle:
             lines = handle.read().splitlines()
         kept = lines[:1]
@@ -134,7 +137,7 @@ class MetricsLog:
                 row_step = int(parts[0])
             except ValueError:
                 continue
-            if row_step < step or (row_step == step and parts[2] == "train"):
+            if row_step <= step:
                 kept.append(line)
         atomic_write_text("\n".join(kept) + "\n", self.path)
 
@@ -197,7 +200,7 @@ def _distributed() -> bool:
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
-class RunCallback(Callback):
+class RunDirCallback(Callback):
     """Logs metrics, saves encoder snapshots and resume states, and restores a resumed run.
 
     Only the main process writes; every process takes part in collecting per-process state

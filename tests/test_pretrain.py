@@ -20,7 +20,8 @@ from rice_lab.presets import get_preset
 # 2 epochs x 5 steps of 8 plants at 32 px; the queue (32 embeddings) fills and is used in epoch 2.
 TINY = dict(epochs=2, batch_size=8, size=32, progress=False, checkpoint_every=2, resume_every=1,
             threads=1)
-CLI_TINY = ["--preset", "cpu-tiny", "--epochs", "2", "--batch-size", "8", "--threads", "1", "--no-progress"]
+CLI_TINY = ["--preset", "cpu-tiny", "--epochs", "2", "--batch-size", "8", "--threads", "1", "--no-progress",
+            "--checkpoint-every", "2", "--resume-every", "1"]
 
 
 def tiny(data: Path, out: Path, **overrides):
@@ -149,3 +150,14 @@ def test_presets_follow_the_original_recipe():
     assert paper.optimizer == "lamb" and paper.precision == "fp16" and paper.max_rotation == 10
     assert get_preset("gpu-res2next50").encoder == "res2next50"
     assert get_preset("cpu-tiny", seed=3, epochs=None).seed == 3
+
+
+def test_probes_score_the_run_and_its_random_start(finished_run, synth_root):
+    from rice_lab.data.zindi import read_zindi
+    from rice_lab.models import load_encoder
+    from rice_lab.ssl.probe import knn_accuracy, linear_probe_accuracy
+
+    plants = read_zindi(synth_root)
+    for encoder in (load_encoder(finished_run), load_encoder(finished_run / "checkpoints" / "step-000000.pt")):
+        assert 0.0 <= knn_accuracy(encoder, plants, k=5) <= 1.0
+        assert 0.0 <= linear_probe_accuracy(encoder, plants, camera="rgnir") <= 1.0

@@ -166,10 +166,9 @@ def _normalize_by_camera(crop: torch.Tensor, camera: torch.Tensor, stats: dict) 
     return (crop - means[camera][:, :, None, None]) / stds[camera][:, :, None, None]
 
 
-def load_size(size: int) -> tuple[int, int]:
-    """(height, width) photos are decoded to for crops of ``size``: Zindi's 5:4 landscape shape."""
-    width = int(round(size * 1.25))
-    return int(round(width * 0.8)), width
+def load_size(height: int) -> tuple[int, int]:
+    """(height, width) of a photo decoded ``height`` px high in Zindi's 5:4 landscape shape."""
+    return height, int(round(height * 1.25))
 
 
 class PlantImages(Dataset):
@@ -252,12 +251,12 @@ def plant_loader(images: PlantImages, batch_size: int, seed: int, shuffle: bool,
                       pin_memory=torch.cuda.is_available(), persistent_workers=workers > 0)
 
 
-def ssl_dataloaders(plants: pd.DataFrame, size: int, batch_size: int, seed: int = 0,
+def ssl_dataloaders(plants: pd.DataFrame, photo_size: int, batch_size: int, seed: int = 0,
                     rank: int = 0, world_size: int = 1, workers: int = 0, device=None):
-    """fastai ``DataLoaders`` (train, valid) of uint8 plant batches; crops are made per batch later."""
+    """fastai ``DataLoaders`` (train, valid) of uint8 photos ``photo_size`` px high; crops come later."""
     from fastai.data.core import DataLoaders
 
-    height, width = load_size(size)
+    height, width = load_size(photo_size)
     train = PlantImages(plants[~plants["is_valid"]], height, width)
     valid = PlantImages(plants[plants["is_valid"]], height, width)
     if len(train) < batch_size * world_size:

@@ -81,7 +81,7 @@ class SwAVCallback(Callback):
 
     def after_loss(self) -> None:
         if not math.isfinite(float(self.learn.loss.detach())):
-            raise TrainingError(f"loss became {float(self.learn.loss)} at step {self.learn.train_iter} "
+            raise TrainingError(f"loss became {float(self.learn.loss.detach())} at step {self.learn.train_iter} "
                                 f"(epoch {self.epoch}); stopped. The last good checkpoint is kept: "
                                 "lower the learning rate or use --precision fp32, then --resume")
 

@@ -21,7 +21,7 @@ from rice_lab.data.zindi import data_fingerprint, read_zindi, split_plants
 from rice_lab.errors import CheckpointError, ConfigError
 from rice_lab.models.encoders import create_encoder
 from rice_lab.presets import PretrainConfig
-from rice_lab.runs import RunCallback, atomic_save, load_resume_state, read_manifest, write_manifest
+from rice_lab.runs import RunDirCallback, atomic_save, load_resume_state, read_manifest, write_manifest
 from rice_lab.ssl.callback import SwAVCallback
 from rice_lab.ssl.distributed import Dist, barrier, init_distributed, shutdown
 from rice_lab.ssl.model import SwAVModel
@@ -56,7 +56,7 @@ def build_learner(config: PretrainConfig, plants, dist_info: Dist = Dist(),
                   extra_cbs: list | None = None) -> tuple[Learner, SwAVCallback, dict]:
     """A fastai Learner for SwAV on ``plants``: (learner, SwAV callback, encoder metadata)."""
     seed_everything(config.seed)
-    dls = ssl_dataloaders(plants, config.size, config.batch_size, config.seed, dist_info.rank,
+    dls = ssl_dataloaders(plants, config.photo_size or config.size, config.batch_size, config.seed, dist_info.rank,
                           dist_info.world_size, config.workers)
     train_images: PlantImages = dls.train.dataset
     stats = {c: IMAGENET_STATS for c in ("rgb", "rgnir")} if config.pretrained else train_images.stats()
@@ -88,7 +88,7 @@ def build_learner(config: PretrainConfig, plants, dist_info: Dist = Dist(),
     elif torch.cuda.is_available() and precision == "bf16":
         learn = learn.to_bf16()
     meta = {"encoder_name": config.encoder, "n_in": 3, "normalization": stats, "size": config.size,
-            "views": config.views}
+            "photo_size": config.photo_size or config.size, "views": config.views}
     return learn, swav, meta
 
 
@@ -132,7 +132,7 @@ def _pretrain(config: PretrainConfig, resume: bool, dist_info: Dist) -> Path:
 
     # 2. Model, data and callbacks in one fastai Learner.
     learn, swav, meta = build_learner(config, plants, dist_info)
-    run_cb = RunCallback(run_dir, config.checkpoint_every, config.resume_every, resume_state,
+    run_cb = RunDirCallback(run_dir, config.checkpoint_every, config.resume_every, resume_state,
                          stateful={"swav": swav}, meta=meta, is_main=dist_info.is_main)
     learn.add_cb(run_cb)
     start_epoch = 0 if resume_state is None else int(resume_state["step"]) // len(learn.dls.train)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 import pandas as pd
 import torch
@@ -12,6 +14,7 @@ from rice_lab.data.views import PlantImages, load_size, normalize
 from rice_lab.data.zindi import CLASSES, split_plants
 
 
+
 @torch.no_grad()
 def embed(encoder: nn.Module, images: torch.Tensor, mean, std, size: int, batch_size: int = 128) -> torch.Tensor:
     """Features (N, F) of uint8 images (N, 3, H, W), each resized to ``size`` px high, normalised."""
@@ -20,8 +23,9 @@ def embed(encoder: nn.Module, images: torch.Tensor, mean, std, size: int, batch_
     out = []
     for start in range(0, len(images), batch_size):
         x = images[start:start + batch_size].to(device).float() / 255
-        x = F.interpolate(x, size=(size, int(round(size * x.shape[-1] / x.shape[-2]))), mode="bilinear",
-                          antialias=True, align_corners=False)
+        if x.shape[-2] != size:
+            x = F.interpolate(x, size=(size, int(round(size * x.shape[-1] / x.shape[-2]))),
+                              mode="bilinear", antialias=True, align_corners=False)
         out.append(encoder(normalize(x, mean, std)).float().cpu())
     return torch.cat(out)
 
@@ -34,11 +38,17 @@ def labelled_split(plants: pd.DataFrame, valid_pct: float = 0.3, seed: int = 0) 
     return labelled.reset_index(drop=True)
 
 
-def plant_features(encoder: nn.Module, plants: pd.DataFrame, camera: str = "rgb", size: int = 32,
+@lru_cache(maxsize=4)
+def _photos(paths: tuple[tuple[str, str], ...], height: int) -> PlantImages:
+    """Decoded photos, kept for the next probe on the same plants (probing several encoders)."""
+    table = pd.DataFrame(list(paths), columns=["rgb", "rgnir"]).assign(plant_id=range(len(paths)))
+    return PlantImages(table, *load_size(height))
+
+
+def plant_features(encoder: nn.Module, plants: pd.DataFrame, camera: str = "rgb", size: int = 64,
                    stats: tuple | None = None) -> tuple[torch.Tensor, np.ndarray]:
-    """(features, label indices) for every plant's ``camera`` photo."""
-    height, width = load_size(size)
-    images = PlantImages(plants, height, width)
+    """(features, label indices) for every plant's ``camera`` photo, the whole photo ``size`` px high."""
+    images = _photos(tuple(zip(plants["rgb"], plants["rgnir"])), size)
     photos = images.rgb if camera == "rgb" else images.rgnir
     if stats is None:
         normalization = getattr(encoder, "normalization", None)
@@ -48,7 +58,7 @@ def plant_features(encoder: nn.Module, plants: pd.DataFrame, camera: str = "rgb"
 
 
 def knn_accuracy(encoder: nn.Module, plants: pd.DataFrame, camera: str = "rgb", k: int = 10,
-                 size: int = 32, valid_pct: float = 0.3, seed: int = 0) -> float:
+                 size: int = 64, valid_pct: float = 0.3, seed: int = 0) -> float:
     """Accuracy on held-out plants of a cosine kNN vote over the other labelled plants' features."""
     labelled = labelled_split(plants, valid_pct, seed)
     features, labels = plant_features(encoder, labelled, camera, size)
@@ -62,7 +72,7 @@ def knn_accuracy(encoder: nn.Module, plants: pd.DataFrame, camera: str = "rgb", 
     return float((votes.argmax(1).numpy() == labels[valid]).mean())
 
 
-def linear_probe_accuracy(encoder: nn.Module, plants: pd.DataFrame, camera: str = "rgb", size: int = 32,
+def linear_probe_accuracy(encoder: nn.Module, plants: pd.DataFrame, camera: str = "rgb", size: int = 64,
                           valid_pct: float = 0.3, seed: int = 0) -> float:
     """Accuracy on held-out plants of a logistic regression on standardised frozen features."""
     from sklearn.linear_model import LogisticRegression
