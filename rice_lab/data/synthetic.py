@@ -32,7 +32,7 @@ from scipy.ndimage import gaussian_filter
 from rice_lab.errors import ConfigError, DataError
 
 CLASSES: tuple[str, ...] = ("blast", "brown", "healthy")
-GENERATOR_VERSION = 1  # bump when the output for a given config changes: ensure_synthetic regenerates
+GENERATOR_VERSION = 2  # bump when the output for a given config changes: ensure_synthetic regenerates
 COMPLETE_MARKER = ".complete"
 CONFIG_FILE = "synth_config.json"
 
@@ -446,15 +446,19 @@ def _draw_holes(rng: np.random.Generator, blades: list[Blade], main: list[int], 
 
 def _noise(scene: Scene, channel: int, x: np.ndarray, y: np.ndarray, freq: float) -> np.ndarray:
     """Smooth value noise (std about 0.6) at normalised coordinates, ``freq`` grid cells per unit."""
-    grid = scene.noise[channel]
-    gx = x * freq + 3.7 * channel  # offsets keep fields of one grid at different scales apart
-    gy = y * freq + 5.3 * channel
+    grid = scene.noise[channel].ravel()
+    gx = x * np.float32(freq) + np.float32(3.7 * channel)  # offsets keep one grid's scales apart
+    gy = y * np.float32(freq) + np.float32(5.3 * channel)
     fx, fy = np.floor(gx), np.floor(gy)
-    tx, ty = (gx - fx).astype(np.float32), (gy - fy).astype(np.float32)
-    ix, iy = fx.astype(np.int64) % _NOISE_GRID, fy.astype(np.int64) % _NOISE_GRID
-    jx, jy = (ix + 1) % _NOISE_GRID, (iy + 1) % _NOISE_GRID
-    top = grid[iy, ix] + (grid[iy, jx] - grid[iy, ix]) * tx  # bilinear, periodic
-    bottom = grid[jy, ix] + (grid[jy, jx] - grid[jy, ix]) * tx
+    tx, ty = gx - fx, gy - fy
+    wrap = _NOISE_GRID - 1  # the grid size is a power of two: "& wrap" is a cheap periodic modulo
+    ix, iy = fx.astype(np.int32) & wrap, fy.astype(np.int32) & wrap
+    jx, jy = (ix + 1) & wrap, (iy + 1) & wrap
+    row0, row1 = iy * _NOISE_GRID, jy * _NOISE_GRID
+    a, b = grid.take(row0 + ix), grid.take(row0 + jx)
+    c, d = grid.take(row1 + ix), grid.take(row1 + jx)
+    top = a + (b - a) * tx  # bilinear, periodic
+    bottom = c + (d - c) * tx
     return top + (bottom - top) * ty
 
 
@@ -663,7 +667,7 @@ def camera_grid(camera: Camera, width: int, height: int) -> tuple[np.ndarray, np
     rx, ry = qx - cx - camera.dx, qy - cy - camera.dy
     px = cx + (c * rx + s * ry) / camera.scale   # inverse rotation, then inverse scale
     py = cy + (-s * rx + c * ry) / camera.scale
-    return px / width, py / width
+    return (px / width).astype(np.float32), (py / width).astype(np.float32)
 
 
 def _photograph(scene: Scene, camera: Camera, rendered: dict[str, np.ndarray], rng: np.random.Generator) -> np.ndarray:
