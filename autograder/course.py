@@ -2,4 +2,5 @@
 
 ASSIGNMENTS: dict[str, str] = {
     "01-data": "autograder.a01_data",
+    "02-ssl": "autograder.a02_ssl",
 }
