@@ -556,8 +556,8 @@ def _apply_lesions(scene: Scene, b: int, u: np.ndarray, v: np.ndarray, x: np.nda
     nearest = np.argmin(radius, axis=0)
     r = radius[nearest, np.arange(u.size)]
     m = scene.materials
-    pick = lambda attr: np.array([getattr(l, attr) for l in les], dtype=np.float32)[nearest]  # noqa: E731
-    centre, halo, strength, contrast = pick("centre"), pick("halo"), pick("halo_strength"), pick("contrast")
+    centre, halo, strength, contrast = (np.array([getattr(l, attr) for l in les], dtype=np.float32)[nearest]
+                                        for attr in ("centre", "halo", "halo_strength", "contrast"))
     is_blast = np.array([l.kind == "blast" for l in les])[nearest]
     w_halo = (1 - _smoothstep(0.8, 1.0, r / halo)) * strength
     w_lesion = (1 - _smoothstep(0.85, 1.05, r)) * contrast
@@ -812,10 +812,14 @@ def synthesize(root: str | Path, config: SynthConfig, progress: bool | None = No
     (tmp / "masks").mkdir()
     tasks = plan_plants(config)
     show = sys.stderr.isatty() if progress is None else progress
-    rows = _run_tasks(tasks, config, tmp, show)
-    _write_tables(tmp, tasks, rows)
-    (tmp / CONFIG_FILE).write_text(json.dumps(config.output_settings(), indent=2, sort_keys=True) + "\n")
-    (tmp / COMPLETE_MARKER).write_text("complete\n")
+    try:
+        rows = _run_tasks(tasks, config, tmp, show)
+        _write_tables(tmp, tasks, rows)
+        (tmp / CONFIG_FILE).write_text(json.dumps(config.output_settings(), indent=2, sort_keys=True) + "\n")
+        (tmp / COMPLETE_MARKER).write_text("complete\n")
+    except BaseException:  # interrupted or failed: leave no half-written folder behind
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     if root.exists():
         shutil.rmtree(root)
     tmp.rename(root)
@@ -856,7 +860,9 @@ def _write_tables(root: Path, tasks: list[PlantTask], rows: list[dict]) -> None:
     """Train.csv, Test.csv, SampleSubmission.csv, TestLabels.csv and metadata.csv."""
     train = [t for t in tasks if t.split == "train"]
     test = [t for t in tasks if t.split == "test"]
-    pair = lambda t: (f"{t.plant_id}.jpg", f"{t.plant_id}_rgn.jpg")  # noqa: E731
+    def pair(task: PlantTask) -> tuple[str, str]:
+        return f"{task.plant_id}.jpg", f"{task.plant_id}_rgn.jpg"
+
     _write_csv(root / "Train.csv", ["Image_id", "Label"], [[i, t.label] for t in train for i in pair(t)])
     _write_csv(root / "Test.csv", ["Image_id"], [[i] for t in test for i in pair(t)])
     _write_csv(root / "TestLabels.csv", ["Image_id", "Label"], [[i, t.true_label] for t in test for i in pair(t)])
