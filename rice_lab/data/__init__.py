@@ -12,8 +12,10 @@ from rice_lab.data.zindi import (
     scan_zindi,
     split_plants,
 )
+from rice_lab.data.synthetic import MATERIALS, SynthConfig, ensure_synthetic, lesion_mask, synthesize
 
 __all__ = [
     "CLASSES", "Problem", "Report", "data_fingerprint", "load_image", "pair_files", "read_mask",
     "read_zindi", "scan_zindi", "split_plants",
+    "MATERIALS", "SynthConfig", "ensure_synthetic", "lesion_mask", "synthesize",
 ]
