@@ -8,7 +8,9 @@ The pieces, each usable and tested alone::
     EmbeddingQueue, queue_active
     SwAVModel(encoder, hidden, dim, n_prototypes)     -> (embeddings, scores) for a list of crops
     SwAVCallback                                      -> wires them into a fastai Learner
-    pretrain(config) -> run_dir                       (rice_lab.ssl.pretrain; imports fastai)
+    pretrain(config, resume=False) -> run_dir         (rice_lab.ssl.pretrain; imports fastai)
+    build_learner(config, plants) / find_lr(config)   (the same Learner, for notebooks and lr_find)
+    knn_accuracy / linear_probe_accuracy(encoder, plants, camera="rgb")   (rice_lab.ssl.probe)
 """
 
 from rice_lab.ssl.loss import swav_codes, swav_loss

@@ -23,7 +23,7 @@ from rice_lab.models.encoders import create_encoder
 from rice_lab.presets import PretrainConfig
 from rice_lab.runs import RunDirCallback, atomic_save, load_resume_state, read_manifest, write_manifest
 from rice_lab.ssl.callback import SwAVCallback
-from rice_lab.ssl.distributed import Dist, barrier, init_distributed, shutdown
+from rice_lab.ssl.distributed import Dist, barrier, broadcast_object, init_distributed, shutdown
 from rice_lab.ssl.model import SwAVModel
 
 # Config fields that may differ between a run and its resumption without changing the result.
@@ -123,17 +123,23 @@ def _pretrain(config: PretrainConfig, resume: bool, dist_info: Dist) -> Path:
     plants = pretraining_plants(config)  # a data problem stops here with the validator's message
 
     # 1. The run directory: a new one, or the one being resumed (its config must match).
-    resume_state = None
+    resume_state, problem = None, None
     if dist_info.is_main:
-        resume_state = _prepare_run_dir(run_dir, config, plants, resume)
-    barrier(dist_info)
+        try:
+            resume_state = _prepare_run_dir(run_dir, config, plants, resume)
+        except CheckpointError as err:
+            problem = err
+    # Every process must learn about rank 0's problem, or the others would wait for it forever.
+    message = broadcast_object(None if problem is None else str(problem), dist_info)
+    if message is not None:
+        raise problem if problem is not None else CheckpointError(message)
     if not dist_info.is_main and (run_dir / "last.pt").exists() and resume:
         resume_state = load_resume_state(run_dir)
 
     # 2. Model, data and callbacks in one fastai Learner.
     learn, swav, meta = build_learner(config, plants, dist_info)
     run_cb = RunDirCallback(run_dir, config.checkpoint_every, config.resume_every, resume_state,
-                         stateful={"swav": swav}, meta=meta, is_main=dist_info.is_main)
+                            stateful={"swav": swav}, meta=meta, is_main=dist_info.is_main)
     learn.add_cb(run_cb)
     start_epoch = 0 if resume_state is None else int(resume_state["step"]) // len(learn.dls.train)
 

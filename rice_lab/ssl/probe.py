@@ -63,7 +63,8 @@ def knn_accuracy(encoder: nn.Module, plants: pd.DataFrame, camera: str = "rgb", 
     labelled = labelled_split(plants, valid_pct, seed)
     features, labels = plant_features(encoder, labelled, camera, size)
     features = F.normalize(features, dim=1)
-    train, valid = ~labelled["is_valid"].to_numpy(), labelled["is_valid"].to_numpy()
+    valid = labelled["is_valid"].to_numpy(dtype=bool, copy=True)
+    train = ~valid
     similarity = features[valid] @ features[train].t()
     top = similarity.topk(min(k, int(train.sum())), dim=1)
     votes = torch.zeros(int(valid.sum()), len(CLASSES))
@@ -81,7 +82,8 @@ def linear_probe_accuracy(encoder: nn.Module, plants: pd.DataFrame, camera: str 
 
     labelled = labelled_split(plants, valid_pct, seed)
     features, labels = plant_features(encoder, labelled, camera, size)
-    train, valid = ~labelled["is_valid"].to_numpy(), labelled["is_valid"].to_numpy()
+    valid = labelled["is_valid"].to_numpy(dtype=bool, copy=True)
+    train = ~valid
     probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, C=0.5))
     probe.fit(features[train].numpy(), labels[train])
     return float(probe.score(features[valid].numpy(), labels[valid]))
