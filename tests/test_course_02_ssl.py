@@ -12,6 +12,7 @@ import autograder.a02_ssl as checks
 from autograder import CheckFailed, fresh
 from autograder.audit import audit_notebook
 from autograder.notebooks import REPO, grade_id
+from notebook_answers import solution_answers
 
 HEADER = """
 import math
@@ -25,15 +26,8 @@ QUESTIONS = ("sinkhorn", "swav_loss", "paired_views", "train_step", "pretrain")
 
 
 def _answers(extra: str = "") -> SimpleNamespace:
-    """The solution notebook's answer cells (then ``extra``) run in a namespace that looks like a notebook's."""
-    nb = nbformat.read(REPO / "solutions" / "02-ssl" / "02-ssl.ipynb", as_version=4)
-    namespace = {"__name__": "__main__"}
-    exec(HEADER, namespace)
-    for cell in nb.cells:
-        if (grade_id(cell) or "").endswith("_answer"):
-            exec(cell.source, namespace)
-    exec(extra, namespace)
-    return SimpleNamespace(**{k: v for k, v in namespace.items() if not k.startswith("__")}, ns=namespace)
+    """The solution notebook's answer cells (then ``extra``)."""
+    return solution_answers("02-ssl", HEADER, extra)
 
 
 @pytest.fixture(scope="module")

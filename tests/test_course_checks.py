@@ -5,14 +5,15 @@ from __future__ import annotations
 import importlib
 from types import SimpleNamespace
 
-import nbformat
 import numpy as np
+import nbformat
 import pytest
 
 import autograder.a01_data as checks
 from autograder import CheckFailed, fresh
 from autograder.audit import audit_notebook, audit_source
 from autograder.notebooks import REPO, grade_id
+from notebook_answers import solution_answers
 
 HEADER = """
 import os
@@ -26,15 +27,8 @@ from rice_lab.data.zindi import load_image, read_mask
 
 
 def _answers(extra: str = "") -> SimpleNamespace:
-    """The solution notebook's answer cells, run in a fresh namespace that looks like a notebook's."""
-    nb = nbformat.read(REPO / "solutions" / "01-data" / "01-data.ipynb", as_version=4)
-    namespace = {"__name__": "__main__"}
-    exec(HEADER, namespace)
-    for cell in nb.cells:
-        if (grade_id(cell) or "").endswith("_answer"):
-            exec(cell.source, namespace)
-    exec(extra, namespace)
-    return SimpleNamespace(**{k: v for k, v in namespace.items() if not k.startswith("__")}, ns=namespace)
+    """The solution notebook's answer cells (then ``extra``)."""
+    return solution_answers("01-data", HEADER, extra)
 
 
 @pytest.fixture(scope="module")
