@@ -7,6 +7,7 @@ import importlib.util
 import random
 import sys
 import types
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, NoReturn
 
@@ -117,6 +118,25 @@ def _has_contents(cell: types.CellType) -> bool:
     except ValueError:
         return False
     return True
+
+
+@dataclass(frozen=True)
+class Answer:
+    """One question's answer function: its name, and the references it must not reach (looked up at
+    check time, so a private copy of a check module guards against its own copies of the references)."""
+
+    question: str
+    name: str
+    forbidden: Callable[[], dict[str, Callable]] | None = None
+    hint: str = ""
+
+    def prepare(self, func: Any, seed: int | None) -> tuple[Callable, int]:
+        """The start of every check: a function was given, a seed is drawn, the reference is off limits."""
+        ensure_callable(self.question, func, self.name)
+        seed = new_seed(seed)
+        if self.forbidden is not None:
+            func = guard(self.question, func, self.forbidden(), self.hint)
+        return func, seed
 
 
 def guard(question: str, func: Callable, forbidden: dict[str, Callable], hint: str) -> Callable:

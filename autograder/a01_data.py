@@ -113,12 +113,14 @@ def _pairing_hint(got: dict, expected: dict, names: list[str]) -> str:
             "`id_x.jpg` and an `id_x_rgn.jpg` file must appear once")
 
 
+PAIR_CAMERAS = _kit.Answer(
+    Q1, "pair_cameras", lambda: _forbidden("pair_files", "rice_lab.data.pair_files"),
+    hint="do not call rice_lab's pair_files (the reference answer): write the pairing yourself")
+
+
 def check_pairing(pair_cameras: Callable, seed: int | None = None) -> None:
     """Visible check for question 1 on a fresh random list of image names."""
-    _kit.ensure_callable(Q1, pair_cameras, "pair_cameras")
-    seed = _kit.new_seed(seed)
-    hint = "do not call rice_lab's pair_files (the reference answer): write the pairing yourself"
-    pair_cameras = _kit.guard(Q1, pair_cameras, _forbidden("pair_files", "rice_lab.data.pair_files"), hint)
+    pair_cameras, seed = PAIR_CAMERAS.prepare(pair_cameras, seed)
     names = pairing_case(seed)
     n = _compare_pairing(pair_cameras, names, seed)
     _kit.passed(Q1, [f"{n} plants paired from {len(names)} shuffled names",
@@ -127,10 +129,7 @@ def check_pairing(pair_cameras: Callable, seed: int | None = None) -> None:
 
 def check_pairing_hidden(pair_cameras: Callable, seed: int | None = None) -> None:
     """Hidden check for question 1: mixed extensions, an empty list, several fresh cases."""
-    _kit.ensure_callable(Q1, pair_cameras, "pair_cameras")
-    seed = _kit.new_seed(seed)
-    hint = "do not call rice_lab's pair_files (the reference answer): write the pairing yourself"
-    pair_cameras = _kit.guard(Q1, pair_cameras, _forbidden("pair_files", "rice_lab.data.pair_files"), hint)
+    pair_cameras, seed = PAIR_CAMERAS.prepare(pair_cameras, seed)
     got = pair_cameras([])
     if got != {}:
         _kit.fail(Q1, {}, got, "no names, no plants: return an empty dict", seed)
@@ -213,12 +212,14 @@ def _compare_split(func: Callable, images: pd.DataFrame, valid_pct: float, seed:
                   "the seed must drive which plants are chosen", case)
 
 
+SPLIT_BY_PLANT = _kit.Answer(
+    Q2, "split_by_plant", lambda: _forbidden("split_plants", "rice_lab.data.split_plants"),
+    hint="do not call rice_lab's split_plants (the reference answer): write the split yourself")
+
+
 def check_split(split_by_plant: Callable, seed: int | None = None) -> None:
     """Visible check for question 2 on a fresh random Train.csv-like table."""
-    _kit.ensure_callable(Q2, split_by_plant, "split_by_plant")
-    seed = _kit.new_seed(seed)
-    hint = "do not call rice_lab's split_plants (the reference answer): write the split yourself"
-    split_by_plant = _kit.guard(Q2, split_by_plant, _forbidden("split_plants", "rice_lab.data.split_plants"), hint)
+    split_by_plant, seed = SPLIT_BY_PLANT.prepare(split_by_plant, seed)
     images, valid_pct = split_case(seed)
     _compare_split(split_by_plant, images, valid_pct, seed, seed)
     _kit.passed(Q2, [f"{len(images) // 2} plants, valid_pct={valid_pct}: both photos of a plant on one side",
@@ -227,10 +228,7 @@ def check_split(split_by_plant: Callable, seed: int | None = None) -> None:
 
 def check_split_hidden(split_by_plant: Callable, seed: int | None = None) -> None:
     """Hidden check for question 2: a two-plant class, a shuffled index, several fresh cases."""
-    _kit.ensure_callable(Q2, split_by_plant, "split_by_plant")
-    seed = _kit.new_seed(seed)
-    hint = "do not call rice_lab's split_plants (the reference answer): write the split yourself"
-    split_by_plant = _kit.guard(Q2, split_by_plant, _forbidden("split_plants", "rice_lab.data.split_plants"), hint)
+    split_by_plant, seed = SPLIT_BY_PLANT.prepare(split_by_plant, seed)
     for k in range(2):
         images, valid_pct = split_case(seed + k, tiny_class=True)
         images.index = _kit.rng(seed + k).permutation(len(images)) + 100
@@ -297,12 +295,14 @@ def _compare_stats(func: Callable, paths: list[Any], seed: int) -> None:
         _kit.fail(Q3, np.round(std, 4), np.round(got_std, 4), hint, seed)
 
 
+CHANNEL_STATS = _kit.Answer(
+    Q3, "channel_stats", _forbidden_stats,
+    hint="compute the statistics yourself; do not call the autograder's reference")
+
+
 def check_channel_stats(channel_stats: Callable, seed: int | None = None) -> None:
     """Visible check for question 3 on freshly written random images."""
-    _kit.ensure_callable(Q3, channel_stats, "channel_stats")
-    seed = _kit.new_seed(seed)
-    hint = "compute the statistics yourself; do not call the autograder's reference"
-    channel_stats = _kit.guard(Q3, channel_stats, _forbidden_stats(), hint)
+    channel_stats, seed = CHANNEL_STATS.prepare(channel_stats, seed)
     with tempfile.TemporaryDirectory() as folder:
         paths = stats_case(seed, Path(folder))
         _compare_stats(channel_stats, paths, seed)
@@ -311,10 +311,7 @@ def check_channel_stats(channel_stats: Callable, seed: int | None = None) -> Non
 
 def check_channel_stats_hidden(channel_stats: Callable, seed: int | None = None) -> None:
     """Hidden check for question 3: grayscale and RGBA files, Path objects, a pandas Series of paths."""
-    _kit.ensure_callable(Q3, channel_stats, "channel_stats")
-    seed = _kit.new_seed(seed)
-    hint = "compute the statistics yourself; do not call the autograder's reference"
-    channel_stats = _kit.guard(Q3, channel_stats, _forbidden_stats(), hint)
+    channel_stats, seed = CHANNEL_STATS.prepare(channel_stats, seed)
     with tempfile.TemporaryDirectory() as folder:
         paths = stats_case(seed, Path(folder), odd_modes=True)
         _compare_stats(channel_stats, paths, seed)
@@ -387,10 +384,12 @@ def _compare_figure(func: Callable, row: pd.Series, seed: int) -> None:
             plt.close(fig)
 
 
+SHOW_PLANT = _kit.Answer(Q4, "show_plant")
+
+
 def check_show_plant(show_plant: Callable, seed: int | None = None) -> None:
     """Visible check for question 4 on a freshly drawn random plant."""
-    _kit.ensure_callable(Q4, show_plant, "show_plant")
-    seed = _kit.new_seed(seed)
+    show_plant, seed = SHOW_PLANT.prepare(show_plant, seed)
     with tempfile.TemporaryDirectory() as folder:
         _compare_figure(show_plant, plant_case(seed, Path(folder)), seed)
     _kit.passed(Q4, ["a Figure with three titled panels: RGB photo, RGNIR photo, mask",
@@ -399,8 +398,7 @@ def check_show_plant(show_plant: Callable, seed: int | None = None) -> None:
 
 def check_show_plant_hidden(show_plant: Callable, seed: int | None = None) -> None:
     """Hidden check for question 4: several plants of other sizes, one figure each."""
-    _kit.ensure_callable(Q4, show_plant, "show_plant")
-    seed = _kit.new_seed(seed)
+    show_plant, seed = SHOW_PLANT.prepare(show_plant, seed)
     with tempfile.TemporaryDirectory() as folder:
         for k in range(3):
             _compare_figure(show_plant, plant_case(seed + k, Path(folder)), seed + k)

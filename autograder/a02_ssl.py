@@ -162,12 +162,14 @@ def _check_no_grad(func: Callable, seed: int) -> None:
                   "(or decorate the function with @torch.no_grad())", seed)
 
 
+SINKHORN = _kit.Answer(
+    Q1, "sinkhorn", lambda: _forbidden("sinkhorn:sinkhorn", "loss:swav_codes"),
+    hint="do not call rice_lab's (or lightly's) sinkhorn, the reference answer: write the loop yourself")
+
+
 def check_sinkhorn(sinkhorn: Callable, seed: int | None = None) -> None:
     """Visible check for question 1 on fresh random scores."""
-    _kit.ensure_callable(Q1, sinkhorn, "sinkhorn")
-    seed = _kit.new_seed(seed)
-    hint = "do not call rice_lab's (or lightly's) sinkhorn, the reference answer: write the loop yourself"
-    sinkhorn = _kit.guard(Q1, sinkhorn, _forbidden("sinkhorn:sinkhorn", "loss:swav_codes"), hint)
+    sinkhorn, seed = SINKHORN.prepare(sinkhorn, seed)
     scores, n_iters, epsilon = sinkhorn_case(seed)
     _compare_sinkhorn(sinkhorn, scores, n_iters, epsilon, seed)
     _compare_sinkhorn(sinkhorn, scores, 1, 0.05, seed)  # one round is far from converged: counts must be exact
@@ -180,10 +182,7 @@ def check_sinkhorn(sinkhorn: Callable, seed: int | None = None) -> None:
 
 def check_sinkhorn_hidden(sinkhorn: Callable, seed: int | None = None) -> None:
     """Hidden check for question 1: more cases, large scores, the default arguments."""
-    _kit.ensure_callable(Q1, sinkhorn, "sinkhorn")
-    seed = _kit.new_seed(seed)
-    hint = "do not call rice_lab's (or lightly's) sinkhorn, the reference answer: write the loop yourself"
-    sinkhorn = _kit.guard(Q1, sinkhorn, _forbidden("sinkhorn:sinkhorn", "loss:swav_codes"), hint)
+    sinkhorn, seed = SINKHORN.prepare(sinkhorn, seed)
     for k in range(3):
         _compare_sinkhorn(sinkhorn, *sinkhorn_case(seed + k), seed + k)
     # Adding a constant to every score changes no code, but exp(6 / 0.05) overflows unless the maximum
@@ -290,13 +289,14 @@ def _compare_loss(func: Callable, scores: list[torch.Tensor], n_large: int, temp
                       "gradient" + case, seed)
 
 
+SWAV_LOSS = _kit.Answer(
+    Q2, "swav_loss", lambda: _forbidden("loss:swav_loss", "loss:swav_codes", "sinkhorn:sinkhorn"),
+    hint="do not call rice_lab's swav_loss or sinkhorn (or lightly's): use your own sinkhorn from question 1")
+
+
 def check_swav_loss(swav_loss: Callable, seed: int | None = None) -> None:
     """Visible check for question 2 on fresh random crops' scores."""
-    _kit.ensure_callable(Q2, swav_loss, "swav_loss")
-    seed = _kit.new_seed(seed)
-    hint = "do not call rice_lab's swav_loss or sinkhorn (or lightly's): use your own sinkhorn from question 1"
-    swav_loss = _kit.guard(Q2, swav_loss, _forbidden("loss:swav_loss", "loss:swav_codes", "sinkhorn:sinkhorn"),
-                           hint)
+    swav_loss, seed = SWAV_LOSS.prepare(swav_loss, seed)
     with _one_thread():
         scores, n_large, temperature = loss_case(seed)
         _compare_loss(swav_loss, scores, n_large, temperature, seed)
@@ -307,11 +307,7 @@ def check_swav_loss(swav_loss: Callable, seed: int | None = None) -> None:
 
 def check_swav_loss_hidden(swav_loss: Callable, seed: int | None = None) -> None:
     """Hidden check for question 2: more cases, two large crops only, lightly's loss where installed."""
-    _kit.ensure_callable(Q2, swav_loss, "swav_loss")
-    seed = _kit.new_seed(seed)
-    hint = "do not call rice_lab's swav_loss or sinkhorn (or lightly's): use your own sinkhorn from question 1"
-    swav_loss = _kit.guard(Q2, swav_loss, _forbidden("loss:swav_loss", "loss:swav_codes", "sinkhorn:sinkhorn"),
-                           hint)
+    swav_loss, seed = SWAV_LOSS.prepare(swav_loss, seed)
     with _one_thread():
         for k in range(3):
             _compare_loss(swav_loss, *loss_case(seed + k), seed + k)
@@ -431,12 +427,14 @@ def _compare_views(func: Callable, rgb: torch.Tensor, rgnir: torch.Tensor, spec:
                   + case, seed)
 
 
+PAIRED_VIEWS = _kit.Answer(
+    Q3, "paired_views", lambda: _forbidden("views:multi_crop", "views:camera_plan"),
+    hint="do not call rice_lab's multi_crop or camera_plan (the reference): build the crops yourself")
+
+
 def check_paired_views(paired_views: Callable, seed: int | None = None) -> None:
     """Visible check for question 3 on fresh random photos and a random crop recipe."""
-    _kit.ensure_callable(Q3, paired_views, "paired_views")
-    seed = _kit.new_seed(seed)
-    hint = "do not call rice_lab's multi_crop or camera_plan (the reference): build the crops yourself"
-    paired_views = _kit.guard(Q3, paired_views, _forbidden("views:multi_crop", "views:camera_plan"), hint)
+    paired_views, seed = PAIRED_VIEWS.prepare(paired_views, seed)
     rgb, rgnir, spec = views_case(seed)
     _compare_views(paired_views, rgb, rgnir, spec, seed)
     _kit.passed(Q3, [f"{spec.n_large} large + {spec.n_small} small crops of {len(rgb)} plants: the same "
@@ -446,10 +444,7 @@ def check_paired_views(paired_views: Callable, seed: int | None = None) -> None:
 
 def check_paired_views_hidden(paired_views: Callable, seed: int | None = None) -> None:
     """Hidden check for question 3: float photos, more recipes."""
-    _kit.ensure_callable(Q3, paired_views, "paired_views")
-    seed = _kit.new_seed(seed)
-    hint = "do not call rice_lab's multi_crop or camera_plan (the reference): build the crops yourself"
-    paired_views = _kit.guard(Q3, paired_views, _forbidden("views:multi_crop", "views:camera_plan"), hint)
+    paired_views, seed = PAIRED_VIEWS.prepare(paired_views, seed)
     for k in range(3):
         _compare_views(paired_views, *views_case(seed + k, floats=k % 2 == 0), seed + k)
     _kit.passed(Q3 + " (hidden)", ["float photos in [0, 1] as well as uint8", "three more recipes"])
@@ -542,13 +537,14 @@ def _compare_step(func: Callable, model: nn.Module, rgb, rgnir, spec, seed: int)
         _kit.fail(Q4, "the weights after one reference step", "other weights", hint + case, seed)
 
 
+TRAIN_STEP = _kit.Answer(
+    Q4, "train_step", lambda: _forbidden("views:multi_crop", "loss:swav_loss", "loss:swav_codes", "sinkhorn:sinkhorn"),
+    hint="use your own paired_views and swav_loss, not rice_lab's")
+
+
 def check_train_step(train_step: Callable, seed: int | None = None) -> None:
     """Visible check for question 4: one step on a small network, compared with the reference step."""
-    _kit.ensure_callable(Q4, train_step, "train_step")
-    seed = _kit.new_seed(seed)
-    hint = "use your own paired_views and swav_loss, not rice_lab's"
-    train_step = _kit.guard(Q4, train_step, _forbidden("views:multi_crop", "loss:swav_loss", "loss:swav_codes",
-                                                       "sinkhorn:sinkhorn"), hint)
+    train_step, seed = TRAIN_STEP.prepare(train_step, seed)
     with _one_thread():
         model, rgb, rgnir, spec = step_case(seed)
         _compare_step(train_step, model, rgb, rgnir, spec, seed)
@@ -558,11 +554,7 @@ def check_train_step(train_step: Callable, seed: int | None = None) -> None:
 
 def check_train_step_hidden(train_step: Callable, seed: int | None = None) -> None:
     """Hidden check for question 4: more networks and recipes."""
-    _kit.ensure_callable(Q4, train_step, "train_step")
-    seed = _kit.new_seed(seed)
-    hint = "use your own paired_views and swav_loss, not rice_lab's"
-    train_step = _kit.guard(Q4, train_step, _forbidden("views:multi_crop", "loss:swav_loss", "loss:swav_codes",
-                                                       "sinkhorn:sinkhorn"), hint)
+    train_step, seed = TRAIN_STEP.prepare(train_step, seed)
     with _one_thread():
         for k in range(1, 3):
             _compare_step(train_step, *step_case(seed + k), seed + k)
@@ -624,13 +616,14 @@ def _compare_pretrain(func: Callable, steps: int, batch_size: int, seed: int) ->
     return before, after, list(losses)
 
 
+PRETRAIN = _kit.Answer(
+    Q5, "pretrain", lambda: _forbidden("views:multi_crop", "loss:swav_loss", "loss:swav_codes", "sinkhorn:sinkhorn"),
+    hint="use your own train_step (with your paired_views and swav_loss), not rice_lab's pieces")
+
+
 def check_pretrain(pretrain: Callable, seed: int | None = None) -> None:
     """Visible check for question 5: a 40-step pre-training of a small network on the course plants."""
-    _kit.ensure_callable(Q5, pretrain, "pretrain")
-    seed = _kit.new_seed(seed)
-    hint = "use your own train_step (with your paired_views and swav_loss), not rice_lab's pieces"
-    pretrain = _kit.guard(Q5, pretrain, _forbidden("views:multi_crop", "loss:swav_loss", "loss:swav_codes",
-                                                   "sinkhorn:sinkhorn"), hint)
+    pretrain, seed = PRETRAIN.prepare(pretrain, seed)
     with _one_thread():
         before, after, _ = _compare_pretrain(pretrain, 40, 16, seed)
     _kit.passed(Q5, ["40 finite losses, one per step, falling", f"the network itself improved: SwAV loss on "
@@ -639,11 +632,7 @@ def check_pretrain(pretrain: Callable, seed: int | None = None) -> None:
 
 def check_pretrain_hidden(pretrain: Callable, seed: int | None = None) -> None:
     """Hidden check for question 5: another batch size, and the same seed gives the same run."""
-    _kit.ensure_callable(Q5, pretrain, "pretrain")
-    seed = _kit.new_seed(seed)
-    hint = "use your own train_step (with your paired_views and swav_loss), not rice_lab's pieces"
-    pretrain = _kit.guard(Q5, pretrain, _forbidden("views:multi_crop", "loss:swav_loss", "loss:swav_codes",
-                                                   "sinkhorn:sinkhorn"), hint)
+    pretrain, seed = PRETRAIN.prepare(pretrain, seed)
     with _one_thread():
         _, _, losses = _compare_pretrain(pretrain, 40, 8, seed)
         photos = _course_photos()
