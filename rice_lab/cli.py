@@ -57,9 +57,9 @@ def _cmd_pretrain(args: argparse.Namespace) -> int:
 
         print(f"suggested learning rate: {find_lr(config):.2e}")
         return 0
-    from rice_lab.ssl.pretrain import pretrain
+    from rice_lab.ssl.pretrain import cached_pretrain, pretrain
 
-    run_dir = pretrain(config, resume=args.resume)
+    run_dir = cached_pretrain(config) if args.if_needed else pretrain(config, resume=args.resume)
     print(f"pre-trained encoder: {run_dir / 'encoder.pt'}")
     return 0
 
@@ -122,7 +122,11 @@ def build_parser() -> argparse.ArgumentParser:
                      help="which camera each crop comes from (default: the preset's, paired)")
     pre.add_argument("--epochs", type=int, default=None)
     pre.add_argument("--seed", type=int, default=None)
-    pre.add_argument("--resume", action="store_true", help="continue the run in --out from its last state")
+    again = pre.add_mutually_exclusive_group()
+    again.add_argument("--resume", action="store_true", help="continue the run in --out from its last state")
+    again.add_argument("--if-needed", action="store_true",
+                       help="reuse a finished run in --out made with these settings and data, resume an "
+                            "unfinished one, retrain one made otherwise")
     pre.add_argument("--batch-size", type=int, default=None, help="per process")
     pre.add_argument("--lr", type=float, default=None)
     pre.add_argument("--encoder", default=None, help="xresnet18/34/50, xresnet-tiny, any timm name")

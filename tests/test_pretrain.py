@@ -105,6 +105,34 @@ def test_resume_with_another_config_is_refused(finished_run, synth_root):
     assert again.returncode != 0 and "--resume" in again.stderr
 
 
+def test_if_needed_reuses_a_matching_finished_run_and_retrains_a_changed_one(synth_root, tmp_path):
+    out = tmp_path / "cached"
+    first = cli("pretrain", str(synth_root), "--out", str(out), *CLI_TINY, "--if-needed")
+    assert first.returncode == 0, first.stderr
+    made = (out / "encoder.pt").stat().st_mtime_ns
+    # Only progress/threads-like settings differ: the finished run is the answer, untouched.
+    again = cli("pretrain", str(synth_root), "--out", str(out), *CLI_TINY, "--if-needed", "--threads", "2")
+    assert again.returncode == 0, again.stderr
+    assert (out / "encoder.pt").stat().st_mtime_ns == made
+    # Another seed is another run: the stale one is replaced, not resumed or refused.
+    changed = cli("pretrain", str(synth_root), "--out", str(out), *CLI_TINY, "--if-needed", "--seed", "1")
+    assert changed.returncode == 0, changed.stderr
+    assert json.loads((out / "manifest.json").read_text())["config"]["seed"] == 1
+    assert (out / "encoder.pt").stat().st_mtime_ns != made
+    both = cli("pretrain", str(synth_root), "--out", str(out), *CLI_TINY, "--if-needed", "--resume")
+    assert both.returncode != 0 and "not allowed with" in both.stderr
+
+
+def test_cached_pretrain_resumes_an_unfinished_matching_run(synth_root, tmp_path):
+    from rice_lab.ssl.pretrain import cached_pretrain
+
+    config = tiny(synth_root, tmp_path / "unfinished")
+    run_dir = cached_pretrain(config)
+    (run_dir / "encoder.pt").unlink()  # as if killed after its last resume state
+    assert cached_pretrain(config) == run_dir and (run_dir / "encoder.pt").is_file()
+    assert json.loads((run_dir / "manifest.json").read_text())["config"]["seed"] == 0
+
+
 def test_nan_loss_stops_with_a_clear_message_and_keeps_the_last_good_state(synth_root, tmp_path,
                                                                               monkeypatch):
     import rice_lab.ssl.callback as callback

@@ -9,6 +9,7 @@ The pieces, each usable and tested alone::
     SwAVModel(encoder, hidden, dim, n_prototypes)     -> (embeddings, scores) for a list of crops
     SwAVCallback                                      -> wires them into a fastai Learner
     pretrain(config, resume=False) -> run_dir         (rice_lab.ssl.pretrain; imports fastai)
+    cached_pretrain(config) -> run_dir                (reuse / resume / retrain; CLI --if-needed)
     build_learner(config, plants) / find_lr(config)   (the same Learner, for notebooks and lr_find)
     knn_accuracy / linear_probe_accuracy(encoder, plants, camera="rgb")   (rice_lab.ssl.probe)
 """

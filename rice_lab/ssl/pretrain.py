@@ -6,6 +6,7 @@ Read it top to bottom: data -> run directory -> model -> Learner + callbacks -> 
 from __future__ import annotations
 
 import random
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -154,6 +155,40 @@ def _pretrain(config: PretrainConfig, resume: bool, dist_info: Dist) -> Path:
     return run_dir
 
 
+def cached_pretrain(config: PretrainConfig) -> Path:
+    """``pretrain`` unless ``config.out`` already holds this run: reuse it if finished, resume it if not."""
+    config.validate()
+    if config.data is None or config.out is None:
+        raise ConfigError("config.data (a Zindi folder) and config.out (a run directory) are required")
+    run_dir = Path(config.out).expanduser().resolve()
+    if not (run_dir / "manifest.json").is_file():
+        return pretrain(config)  # no run there yet; a folder without a manifest is never deleted
+    try:
+        problem = run_mismatch(run_dir, config, data_fingerprint(pretraining_plants(config)))
+    except (CheckpointError, ValueError) as err:  # an unreadable manifest is no cache worth keeping
+        problem = str(err)
+    if problem is None:
+        return run_dir if (run_dir / "encoder.pt").is_file() else pretrain(config, resume=True)
+    # A run of another config or dataset: a stale cache, so start again rather than mix the two.
+    shutil.rmtree(run_dir)
+    return pretrain(config)
+
+
+def run_mismatch(run_dir: Path, config: PretrainConfig, fingerprint: str) -> str | None:
+    """Why the run in ``run_dir`` is not ``config`` on data ``fingerprint`` (None when it is)."""
+    manifest = read_manifest(run_dir)
+    old = {k: v for k, v in manifest["config"].items() if k not in RESUME_FREE}
+    new = {k: v for k, v in config.to_dict().items() if k not in RESUME_FREE}
+    changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+    if changed:
+        return (f"{run_dir}: cannot resume with a different config "
+                f"({', '.join(f'{k}: {old.get(k)!r} -> {new.get(k)!r}' for k in changed)})")
+    if manifest.get("data_fingerprint") != fingerprint:
+        return (f"{run_dir}: the data changed since this run started "
+                f"(fingerprint {manifest.get('data_fingerprint')} -> {fingerprint})")
+    return None
+
+
 def _prepare_run_dir(run_dir: Path, config: PretrainConfig, plants, resume: bool) -> dict | None:
     """Create ``run_dir`` (or check it matches ``config`` when resuming); return the resume state."""
     fingerprint = data_fingerprint(plants)
@@ -161,19 +196,10 @@ def _prepare_run_dir(run_dir: Path, config: PretrainConfig, plants, resume: bool
         if not resume:
             raise CheckpointError(f"{run_dir}: a run already exists here; pass --resume to continue it "
                                   "or choose another --out")
-        manifest = read_manifest(run_dir)
-        old = {k: v for k, v in manifest["config"].items() if k not in RESUME_FREE}
-        new = {k: v for k, v in config.to_dict().items() if k not in RESUME_FREE}
-        changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
-        if changed:
-            raise CheckpointError(f"{run_dir}: cannot resume with a different config "
-                                  f"({', '.join(f'{k}: {old.get(k)!r} -> {new.get(k)!r}' for k in changed)})")
-        if manifest.get("data_fingerprint") != fingerprint:
-            raise CheckpointError(f"{run_dir}: the data changed since this run started "
-                                  f"(fingerprint {manifest.get('data_fingerprint')} -> {fingerprint})")
+        problem = run_mismatch(run_dir, config, fingerprint)
+        if problem is not None:
+            raise CheckpointError(problem)
         return load_resume_state(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     write_manifest(run_dir, config.to_dict(), fingerprint, {"plants": len(plants)})
     return None
-
-
