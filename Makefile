@@ -34,13 +34,13 @@ $(DATA)/.complete: $(STAMP) rice_lab/data/synthetic.py rice_lab/data/zindi.py Ma
 	rm -rf book/_build/.jupyter_cache  # pages computed on the old data must run again
 	touch $@
 
-# The runs the book reads; an interrupted run resumes, a run on outdated data starts over.
-pipeline: $(RUNS)/cpu-tiny-paired/encoder.pt
-
-$(RUNS)/cpu-tiny-paired/encoder.pt: $(DATA)/.complete
-	@if [ -f $@ ]; then echo "data changed: training $(@D) again"; rm -rf $(@D); fi
-	$(BIN)/rice-lab pretrain $(DATA) --preset cpu-tiny --views paired --out $(@D) --resume --no-progress
-	rm -rf book/_build/.jupyter_cache
+# The runs the book reads: a finished run that matches its preset and data is reused, an interrupted
+# one resumes, a stale one is trained again (rice-lab pretrain --if-needed decides).
+# A new encoder invalidates the book's cached pages.
+pipeline: data
+	@run=$(RUNS)/cpu-tiny-paired; before=$$(cksum < $$run/encoder.pt 2>/dev/null); \
+	$(BIN)/rice-lab pretrain $(DATA) --preset cpu-tiny --views paired --out $$run --if-needed --no-progress \
+	&& if [ "$$before" != "$$(cksum < $$run/encoder.pt)" ]; then rm -rf book/_build/.jupyter_cache; fi
 
 book: pipeline
 	$(BIN)/jupyter-book build book -W --keep-going
