@@ -162,4 +162,5 @@ def load_encoder(path: str | Path) -> nn.Module:
     encoder = create_encoder(meta["encoder_name"], n_in=meta.get("n_in", 3))
     encoder.load_state_dict(meta["encoder"])
     encoder.normalization = meta.get("normalization")
+    encoder.photo_size = meta.get("photo_size")  # what it was trained on: the probes' default size
     return encoder.eval()

@@ -45,9 +45,15 @@ def _photos(paths: tuple[tuple[str, str], ...], height: int) -> PlantImages:
     return PlantImages(table, *load_size(height))
 
 
-def plant_features(encoder: nn.Module, plants: pd.DataFrame, camera: str = "rgb", size: int = 64,
+def probe_size(encoder: nn.Module, size: int | None = None) -> int:
+    """``size``, else the photo height the encoder was trained on (lesions vanish in smaller photos)."""
+    return size or getattr(encoder, "photo_size", None) or 64
+
+
+def plant_features(encoder: nn.Module, plants: pd.DataFrame, camera: str = "rgb", size: int | None = None,
                    stats: tuple | None = None) -> tuple[torch.Tensor, np.ndarray]:
     """(features, label indices) for every plant's ``camera`` photo, the whole photo ``size`` px high."""
+    size = probe_size(encoder, size)
     images = _photos(tuple(zip(plants["rgb"], plants["rgnir"])), size)
     photos = images.rgb if camera == "rgb" else images.rgnir
     if stats is None:
@@ -58,7 +64,7 @@ def plant_features(encoder: nn.Module, plants: pd.DataFrame, camera: str = "rgb"
 
 
 def knn_accuracy(encoder: nn.Module, plants: pd.DataFrame, camera: str = "rgb", k: int = 10,
-                 size: int = 64, valid_pct: float = 0.3, seed: int = 0) -> float:
+                 size: int | None = None, valid_pct: float = 0.3, seed: int = 0) -> float:
     """Accuracy on held-out plants of a cosine kNN vote over the other labelled plants' features."""
     labelled = labelled_split(plants, valid_pct, seed)
     features, labels = plant_features(encoder, labelled, camera, size)
@@ -73,7 +79,7 @@ def knn_accuracy(encoder: nn.Module, plants: pd.DataFrame, camera: str = "rgb", 
     return float((votes.argmax(1).numpy() == labels[valid]).mean())
 
 
-def linear_probe_accuracy(encoder: nn.Module, plants: pd.DataFrame, camera: str = "rgb", size: int = 64,
+def linear_probe_accuracy(encoder: nn.Module, plants: pd.DataFrame, camera: str = "rgb", size: int | None = None,
                           valid_pct: float = 0.3, seed: int = 0) -> float:
     """Accuracy on held-out plants of a logistic regression on standardised frozen features."""
     from sklearn.linear_model import LogisticRegression
