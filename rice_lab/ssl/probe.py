@@ -12,6 +12,7 @@ from torch import nn
 
 from rice_lab.data.views import PlantImages, load_size, normalize
 from rice_lab.data.zindi import CLASSES, split_plants
+from rice_lab.errors import ConfigError
 
 
 
@@ -30,12 +31,25 @@ def embed(encoder: nn.Module, images: torch.Tensor, mean, std, size: int, batch_
     return torch.cat(out)
 
 
-def labelled_split(plants: pd.DataFrame, valid_pct: float = 0.3, seed: int = 0) -> pd.DataFrame:
-    """Labelled plants with an ``is_valid`` column (kept if present, else a seeded stratified split)."""
-    labelled = plants[plants["label"].notna()].copy()
-    if "is_valid" not in labelled:
-        labelled = split_plants(labelled.assign(split="train"), valid_pct, seed)
+def labelled_split(plants: pd.DataFrame, valid_pct: float = 0.3, seed: int = 0,
+                   target: str = "label") -> pd.DataFrame:
+    """Plants with a ``target`` value and an ``is_valid`` column (kept if present, else a seeded split)."""
+    if target not in plants:
+        raise ConfigError(f"probe target {target!r} is not a column of the plants table "
+                          f"(columns: {', '.join(map(str, plants.columns))})")
+    labelled = plants[plants[target].notna()].copy()
+    if labelled.empty:
+        raise ConfigError(f"probe target {target!r}: no plant has a value to probe for")
+    if "is_valid" not in labelled:  # stratified on the target: every class on both sides
+        strata = labelled.assign(split="train", label=labelled[target])
+        labelled["is_valid"] = split_plants(strata, valid_pct, seed)["is_valid"]
     return labelled.reset_index(drop=True)
+
+
+def target_codes(values: pd.Series, target: str = "label") -> tuple[np.ndarray, list]:
+    """(integer codes, class names) of a probe target; the three diseases keep their usual order."""
+    classes = list(CLASSES) if target == "label" else sorted(values.unique().tolist())
+    return np.array([classes.index(value) for value in values]), classes
 
 
 @lru_cache(maxsize=4)
@@ -51,43 +65,47 @@ def probe_size(encoder: nn.Module, size: int | None = None) -> int:
 
 
 def plant_features(encoder: nn.Module, plants: pd.DataFrame, camera: str = "rgb", size: int | None = None,
-                   stats: tuple | None = None) -> tuple[torch.Tensor, np.ndarray]:
-    """(features, label indices) for every plant's ``camera`` photo, the whole photo ``size`` px high."""
+                   stats: tuple | None = None, target: str = "label") -> tuple[torch.Tensor, np.ndarray]:
+    """(features, ``target`` codes) for every plant's ``camera`` photo, the whole photo ``size`` px high."""
     size = probe_size(encoder, size)
     images = _photos(tuple(zip(plants["rgb"], plants["rgnir"])), size)
     photos = images.rgb if camera == "rgb" else images.rgnir
     if stats is None:
         normalization = getattr(encoder, "normalization", None)
         stats = normalization[camera] if normalization else images.stats()[camera]
-    labels = np.array([CLASSES.index(label) for label in plants["label"]])
+    labels, _ = target_codes(plants[target], target)
     return embed(encoder, photos, stats[0], stats[1], size), labels
 
 
 def knn_accuracy(encoder: nn.Module, plants: pd.DataFrame, camera: str = "rgb", k: int = 10,
-                 size: int | None = None, valid_pct: float = 0.3, seed: int = 0) -> float:
-    """Accuracy on held-out plants of a cosine kNN vote over the other labelled plants' features."""
-    labelled = labelled_split(plants, valid_pct, seed)
-    features, labels = plant_features(encoder, labelled, camera, size)
+                 size: int | None = None, valid_pct: float = 0.3, seed: int = 0, target: str = "label") -> float:
+    """Accuracy on held-out plants of a cosine kNN vote over the other plants' features.
+
+    ``target`` is the column to predict: the disease label by default, or any other column (a
+    nuisance such as the synthetic data's ``background``) to ask what else the features carry.
+    """
+    labelled = labelled_split(plants, valid_pct, seed, target)
+    features, labels = plant_features(encoder, labelled, camera, size, target=target)
     features = F.normalize(features, dim=1)
     valid = labelled["is_valid"].to_numpy(dtype=bool, copy=True)
     train = ~valid
     similarity = features[valid] @ features[train].t()
     top = similarity.topk(min(k, int(train.sum())), dim=1)
-    votes = torch.zeros(int(valid.sum()), len(CLASSES))
+    votes = torch.zeros(int(valid.sum()), int(labels.max()) + 1)
     # similarity-weighted vote (as in the DINO / InstDisc kNN monitors), ties broken by weight
     votes.scatter_add_(1, torch.from_numpy(labels[train])[top.indices], (top.values / 0.07).exp())
     return float((votes.argmax(1).numpy() == labels[valid]).mean())
 
 
 def linear_probe_accuracy(encoder: nn.Module, plants: pd.DataFrame, camera: str = "rgb", size: int | None = None,
-                          valid_pct: float = 0.3, seed: int = 0) -> float:
-    """Accuracy on held-out plants of a logistic regression on standardised frozen features."""
+                          valid_pct: float = 0.3, seed: int = 0, target: str = "label") -> float:
+    """Accuracy on held-out plants of a logistic regression on standardised frozen features (of ``target``)."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    labelled = labelled_split(plants, valid_pct, seed)
-    features, labels = plant_features(encoder, labelled, camera, size)
+    labelled = labelled_split(plants, valid_pct, seed, target)
+    features, labels = plant_features(encoder, labelled, camera, size, target=target)
     valid = labelled["is_valid"].to_numpy(dtype=bool, copy=True)
     train = ~valid
     probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, C=0.5))
