@@ -46,10 +46,10 @@ def labelled_split(plants: pd.DataFrame, valid_pct: float = 0.3, seed: int = 0,
     return labelled.reset_index(drop=True)
 
 
-def target_codes(values: pd.Series, target: str = "label") -> tuple[np.ndarray, list]:
-    """(integer codes, class names) of a probe target; the three diseases keep their usual order."""
+def target_codes(values: pd.Series, target: str = "label") -> np.ndarray:
+    """Integer codes of a probe target; the three diseases keep their usual order, others sort."""
     classes = list(CLASSES) if target == "label" else sorted(values.unique().tolist())
-    return np.array([classes.index(value) for value in values]), classes
+    return np.array([classes.index(value) for value in values])
 
 
 @lru_cache(maxsize=4)
@@ -73,7 +73,7 @@ def plant_features(encoder: nn.Module, plants: pd.DataFrame, camera: str = "rgb"
     if stats is None:
         normalization = getattr(encoder, "normalization", None)
         stats = normalization[camera] if normalization else images.stats()[camera]
-    labels, _ = target_codes(plants[target], target)
+    labels = target_codes(plants[target], target)
     return embed(encoder, photos, stats[0], stats[1], size), labels
 
 
