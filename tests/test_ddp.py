@@ -1,11 +1,14 @@
-"""Several processes on CPU (gloo): distributed sinkhorn equals the single-process one; torchrun pretrain."""
+"""Several processes on CPU (gloo): distributed sinkhorn equals the single-process one; torchrun pretrain,
+killed and resumed."""
 
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import torch
@@ -43,14 +46,20 @@ def test_distributed_sinkhorn_equals_single_process_on_the_whole_batch(tmp_path)
     assert not torch.allclose(distributed, halves, atol=1e-4)
 
 
+def _torchrun(synth_root: Path, out: Path, *args: str) -> list[str]:
+    """The command line of a 2-process CPU pretrain of ``synth_root`` into ``out``."""
+    return [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port",
+            str(_free_port()), "-m", "rice_lab.cli", "pretrain", str(synth_root), "--out", str(out),
+            "--preset", "cpu-tiny", "--batch-size", "4", "--threads", "1", "--no-progress", *args]
+
+
+ENV = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}
+
+
 def test_torchrun_two_processes_write_one_run_directory(synth_root, tmp_path):
     out = tmp_path / "ddp"
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port",
-               str(_free_port()), "-m", "rice_lab.cli", "pretrain", str(synth_root), "--out", str(out),
-               "--preset", "cpu-tiny", "--epochs", "1", "--batch-size", "4", "--threads", "1",
-               "--no-progress"]
-    env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}
-    result = subprocess.run(command, capture_output=True, text=True, timeout=180, env=env, cwd=tmp_path)
+    result = subprocess.run(_torchrun(synth_root, out, "--epochs", "1"), capture_output=True, text=True,
+                            timeout=180, env=ENV, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ddp"]  # one run directory, nothing else
     assert {"manifest.json", "metrics.csv", "encoder.pt", "last.pt", "checkpoints"} <= {
@@ -63,3 +72,41 @@ def test_torchrun_two_processes_write_one_run_directory(synth_root, tmp_path):
     assert train.step.tolist() == list(range(1, len(train) + 1)) and train.loss.notna().all()
     state = torch.load(out / "last.pt", weights_only=False)
     assert len(state["stateful"]) == 2  # each process's queue kept for resume
+
+
+def test_torchrun_killed_then_resumed_if_needed_gives_the_same_weights(synth_root, tmp_path):
+    """kill -9 the whole 2-process job mid-run; ``--if-needed`` (rank 0 decides) resumes it exactly."""
+    args = ("--epochs", "2", "--resume-every", "1", "--checkpoint-every", "0")
+    straight = tmp_path / "straight"
+    result = subprocess.run(_torchrun(synth_root, straight, *args), capture_output=True, text=True,
+                            timeout=180, env=ENV, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    n_steps = (straight / "metrics.csv").read_text().count(",train,")
+
+    killed = tmp_path / "killed"
+    process = subprocess.Popen(_torchrun(synth_root, killed, *args), stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL, env=ENV, cwd=tmp_path, start_new_session=True)
+    metrics, deadline = killed / "metrics.csv", time.time() + 180
+    while time.time() < deadline and process.poll() is None:  # mid epoch 2, after the queue started
+        if metrics.exists() and metrics.read_text().count(",train,") >= n_steps // 2 + 2:
+            break
+        time.sleep(0.02)
+    assert process.poll() is None, "the job finished before it could be killed"
+    os.killpg(process.pid, signal.SIGKILL)  # the launcher and both workers at once, like a lost node
+    process.wait()
+    assert not (killed / "encoder.pt").exists()
+    assert 0 < torch.load(killed / "last.pt", weights_only=False)["step"] < n_steps
+    manifest = (killed / "manifest.json").read_text()
+
+    resumed = subprocess.run(_torchrun(synth_root, killed, *args, "--if-needed"), capture_output=True,
+                             text=True, timeout=180, env=ENV, cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert (killed / "manifest.json").read_text() == manifest  # continued, not deleted and redone
+    a = torch.load(straight / "encoder.pt", weights_only=False)["encoder"]
+    b = torch.load(killed / "encoder.pt", weights_only=False)["encoder"]
+    for name, value in a.items():
+        assert torch.equal(value, b[name]), f"{name} differs after a resumed 2-process run"
+    import pandas as pd
+
+    steps = pd.read_csv(killed / "metrics.csv").query("kind == 'train'").step.tolist()
+    assert steps == list(range(1, n_steps + 1))  # no step logged twice, none missing

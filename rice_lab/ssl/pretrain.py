@@ -19,7 +19,7 @@ from fastai.optimizer import Adam, Lamb
 
 from rice_lab.data.views import IMAGENET_STATS, CropSpec, PlantImages, ssl_dataloaders
 from rice_lab.data.zindi import data_fingerprint, read_zindi, split_plants
-from rice_lab.errors import CheckpointError, ConfigError
+from rice_lab.errors import CheckpointError, ConfigError, RiceLabError
 from rice_lab.models.encoders import create_encoder
 from rice_lab.presets import PretrainConfig
 from rice_lab.runs import RunDirCallback, atomic_save, load_resume_state, read_manifest, write_manifest
@@ -156,22 +156,44 @@ def _pretrain(config: PretrainConfig, resume: bool, dist_info: Dist) -> Path:
 
 
 def cached_pretrain(config: PretrainConfig) -> Path:
-    """``pretrain`` unless ``config.out`` already holds this run: reuse it if finished, resume it if not."""
+    """``pretrain`` unless ``config.out`` already holds this run: reuse it if finished, resume it if not.
+
+    Under torchrun only rank 0 looks at the folder (and deletes a stale run); every process then
+    follows its decision, so several processes never remove the same folder at once.
+    """
     config.validate()
     if config.data is None or config.out is None:
         raise ConfigError("config.data (a Zindi folder) and config.out (a run directory) are required")
     run_dir = Path(config.out).expanduser().resolve()
+    dist_info = init_distributed()
+    try:
+        decision = None
+        if dist_info.is_main:
+            try:
+                decision = _cache_decision(run_dir, config)
+            except RiceLabError as err:  # the others must hear of it, or they would wait forever
+                decision = err
+        decision = broadcast_object(decision, dist_info)
+        if isinstance(decision, RiceLabError):
+            raise decision
+        return run_dir if decision == "reuse" else pretrain(config, resume=decision == "resume")
+    finally:
+        shutdown(dist_info)
+
+
+def _cache_decision(run_dir: Path, config: PretrainConfig) -> str:
+    """"reuse", "resume" or "new" for the run in ``run_dir``; a stale run is deleted first."""
     if not (run_dir / "manifest.json").is_file():
-        return pretrain(config)  # no run there yet; a folder without a manifest is never deleted
+        return "new"  # no run there yet; a folder without a manifest is never deleted
     try:
         problem = run_mismatch(run_dir, config, data_fingerprint(pretraining_plants(config)))
     except (CheckpointError, ValueError) as err:  # an unreadable manifest is no cache worth keeping
         problem = str(err)
     if problem is None:
-        return run_dir if (run_dir / "encoder.pt").is_file() else pretrain(config, resume=True)
+        return "reuse" if (run_dir / "encoder.pt").is_file() else "resume"
     # A run of another config or dataset: a stale cache, so start again rather than mix the two.
     shutil.rmtree(run_dir)
-    return pretrain(config)
+    return "new"
 
 
 def run_mismatch(run_dir: Path, config: PretrainConfig, fingerprint: str) -> str | None:
