@@ -1,4 +1,5 @@
-"""Probes answer "what do these features carry?" for the disease label or any other column."""
+"""Probes answer "what do these features carry?" for the disease label or any other column, and compare
+two encoders plant by plant."""
 
 import numpy as np
 import pandas as pd
@@ -8,7 +9,8 @@ import torch
 from rice_lab.data.zindi import read_zindi
 from rice_lab.errors import ConfigError
 from rice_lab.models import create_encoder
-from rice_lab.ssl.probe import knn_accuracy, labelled_split, linear_probe_accuracy
+from rice_lab.ssl.probe import (compare_encoders, cross_val_correct, knn_accuracy, labelled_split,
+                                linear_probe_accuracy)
 
 
 @pytest.fixture(scope="module")
@@ -49,3 +51,47 @@ def test_probe_split_is_by_plant_and_stratified_on_the_target(plants_with_backgr
 def test_probe_for_a_missing_column_names_it(plants_with_background, random_encoder):
     with pytest.raises(ConfigError, match="'soil_type' is not a column"):
         knn_accuracy(random_encoder, plants_with_background, target="soil_type")
+
+
+def test_cross_validation_never_scores_a_plant_it_was_fitted_on():
+    # Random features, random labels: a 1-nearest-neighbour would be always right on plants it had
+    # seen (each is its own neighbour), and is at chance on plants it has not.
+    generator = torch.Generator().manual_seed(0)
+    features = torch.randn(300, 16, generator=generator)
+    labels = np.random.default_rng(0).integers(0, 3, 300)
+    for probe in ("knn", "linear"):
+        correct = cross_val_correct(features, labels, probe, folds=5, k=1)
+        assert correct.shape == (300,) and 0.2 < correct.mean() < 0.47
+    # features that carry the label are read by both probes
+    informative = features + 4 * torch.nn.functional.one_hot(torch.from_numpy(labels), 16).float()
+    assert cross_val_correct(informative, labels, "knn").mean() > 0.9
+    assert cross_val_correct(informative, labels, "linear").mean() > 0.9
+
+
+class Blind(torch.nn.Module):
+    """An "encoder" whose features do not depend on the photo."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.bias = torch.nn.Parameter(torch.ones(8))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.bias.expand(len(x), -1)
+
+
+def test_compare_encoders_gives_paired_gains_with_their_standard_error(plants_with_background, random_encoder):
+    table = compare_encoders({"blind": Blind(), "random": random_encoder, "random again": random_encoder},
+                             plants_with_background, baseline="blind", size=64, target="background")
+    assert len(table) == 3 * 2 * 2 and set(table.probe) == {"knn", "linear"}
+    n = len(plants_with_background)
+    assert np.allclose(table.accuracy * n, (table.accuracy * n).round())  # every plant scored once
+    same = table[table.encoder == "blind"]
+    assert (same.gain == 0).all() and (same.gain_se == 0).all()
+    # the same network twice: identical predictions, so identical rows
+    a = table[table.encoder == "random"].reset_index(drop=True)
+    b = table[table.encoder == "random again"].reset_index(drop=True)
+    pd.testing.assert_frame_equal(a.drop(columns="encoder"), b.drop(columns="encoder"))
+    # random convolutional features read the background; blind ones cannot, and the gain is clear
+    assert (a.gain > 2 * a.gain_se).all() and (a.gain_se > 0).all()
+    with pytest.raises(ConfigError, match="baseline 'init'"):
+        compare_encoders({"random": random_encoder}, plants_with_background, baseline="init")

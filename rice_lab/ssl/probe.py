@@ -15,7 +15,6 @@ from rice_lab.data.zindi import CLASSES, split_plants
 from rice_lab.errors import ConfigError
 
 
-
 @torch.no_grad()
 def embed(encoder: nn.Module, images: torch.Tensor, mean, std, size: int, batch_size: int = 128) -> torch.Tensor:
     """Features (N, F) of uint8 images (N, 3, H, W), each resized to ``size`` px high, normalised."""
@@ -77,6 +76,26 @@ def plant_features(encoder: nn.Module, plants: pd.DataFrame, camera: str = "rgb"
     return embed(encoder, photos, stats[0], stats[1], size), labels
 
 
+def knn_predict(train: torch.Tensor, train_labels: np.ndarray, test: torch.Tensor, k: int = 10) -> np.ndarray:
+    """Class codes for ``test`` rows by a cosine kNN vote over the ``train`` rows' labels."""
+    train, test = F.normalize(train, dim=1), F.normalize(test, dim=1)
+    top = (test @ train.t()).topk(min(k, len(train)), dim=1)
+    votes = torch.zeros(len(test), int(train_labels.max()) + 1)
+    # similarity-weighted vote (as in the DINO / InstDisc kNN monitors), ties broken by weight
+    votes.scatter_add_(1, torch.from_numpy(train_labels)[top.indices], (top.values / 0.07).exp())
+    return votes.argmax(1).numpy()
+
+
+def linear_predict(train: torch.Tensor, train_labels: np.ndarray, test: torch.Tensor) -> np.ndarray:
+    """Class codes for ``test`` rows by a logistic regression fitted on standardised ``train`` rows."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, C=0.5))
+    return probe.fit(train.numpy(), train_labels).predict(test.numpy())
+
+
 def knn_accuracy(encoder: nn.Module, plants: pd.DataFrame, camera: str = "rgb", k: int = 10,
                  size: int | None = None, valid_pct: float = 0.3, seed: int = 0, target: str = "label") -> float:
     """Accuracy on held-out plants of a cosine kNN vote over the other plants' features.
@@ -86,28 +105,60 @@ def knn_accuracy(encoder: nn.Module, plants: pd.DataFrame, camera: str = "rgb", 
     """
     labelled = labelled_split(plants, valid_pct, seed, target)
     features, labels = plant_features(encoder, labelled, camera, size, target=target)
-    features = F.normalize(features, dim=1)
     valid = labelled["is_valid"].to_numpy(dtype=bool, copy=True)
-    train = ~valid
-    similarity = features[valid] @ features[train].t()
-    top = similarity.topk(min(k, int(train.sum())), dim=1)
-    votes = torch.zeros(int(valid.sum()), int(labels.max()) + 1)
-    # similarity-weighted vote (as in the DINO / InstDisc kNN monitors), ties broken by weight
-    votes.scatter_add_(1, torch.from_numpy(labels[train])[top.indices], (top.values / 0.07).exp())
-    return float((votes.argmax(1).numpy() == labels[valid]).mean())
+    return float((knn_predict(features[~valid], labels[~valid], features[valid], k) == labels[valid]).mean())
 
 
 def linear_probe_accuracy(encoder: nn.Module, plants: pd.DataFrame, camera: str = "rgb", size: int | None = None,
                           valid_pct: float = 0.3, seed: int = 0, target: str = "label") -> float:
     """Accuracy on held-out plants of a logistic regression on standardised frozen features (of ``target``)."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
     labelled = labelled_split(plants, valid_pct, seed, target)
     features, labels = plant_features(encoder, labelled, camera, size, target=target)
     valid = labelled["is_valid"].to_numpy(dtype=bool, copy=True)
-    train = ~valid
-    probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, C=0.5))
-    probe.fit(features[train].numpy(), labels[train])
-    return float(probe.score(features[valid].numpy(), labels[valid]))
+    return float((linear_predict(features[~valid], labels[~valid], features[valid]) == labels[valid]).mean())
+
+
+def cross_val_correct(features: torch.Tensor, labels: np.ndarray, probe: str = "knn", folds: int = 5,
+                      seed: int = 0, k: int = 10) -> np.ndarray:
+    """Whether each plant's ``probe`` ("knn" or "linear") prediction is right, every plant held out once.
+
+    Stratified ``folds``-fold cross-validation: the probe is fitted on the other folds each time.
+    """
+    from sklearn.model_selection import StratifiedKFold
+
+    if probe not in ("knn", "linear"):
+        raise ConfigError(f"probe={probe!r}: choose knn or linear")
+    correct = np.zeros(len(labels), dtype=bool)
+    for train, test in StratifiedKFold(folds, shuffle=True, random_state=seed).split(labels, labels):
+        train_x, test_x = features[torch.from_numpy(train)], features[torch.from_numpy(test)]
+        predicted = (knn_predict(train_x, labels[train], test_x, k) if probe == "knn"
+                     else linear_predict(train_x, labels[train], test_x))
+        correct[test] = predicted == labels[test]
+    return correct
+
+
+def compare_encoders(encoders: dict[str, nn.Module], plants: pd.DataFrame, baseline: str,
+                     cameras: tuple[str, ...] = ("rgb", "rgnir"), folds: int = 5, seed: int = 0,
+                     k: int = 10, size: int | None = None, target: str = "label") -> pd.DataFrame:
+    """Cross-validated kNN and linear-probe accuracy of each encoder, with its gain over ``baseline``.
+
+    Every labelled plant is predicted once per (encoder, camera, probe), always on the same folds,
+    so two encoders are compared plant by plant: ``gain_se`` is the standard error of the mean
+    per-plant difference, which is what a gain should be read against.
+    """
+    if baseline not in encoders:
+        raise ConfigError(f"baseline {baseline!r} is not one of the encoders ({', '.join(encoders)})")
+    labelled = labelled_split(plants, target=target)
+    rows, correct = [], {}
+    for name, encoder in encoders.items():
+        for camera in cameras:
+            features, labels = plant_features(encoder, labelled, camera, size, target=target)
+            for probe in ("knn", "linear"):
+                correct[name, camera, probe] = cross_val_correct(features, labels, probe, folds, seed, k)
+    n = len(labelled)
+    for (name, camera, probe), right in correct.items():
+        diff = right.astype(float) - correct[baseline, camera, probe]
+        rows.append({"encoder": name, "camera": camera, "probe": probe, "accuracy": right.mean(),
+                     "se": np.sqrt(right.mean() * (1 - right.mean()) / n),
+                     "gain": diff.mean(), "gain_se": diff.std(ddof=1) / np.sqrt(n)})
+    return pd.DataFrame(rows)
