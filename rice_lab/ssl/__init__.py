@@ -13,6 +13,7 @@ The pieces, each usable and tested alone::
     build_learner(config, plants) / find_lr(config)   (the same Learner, for notebooks and lr_find)
     knn_accuracy / linear_probe_accuracy(encoder, plants, camera="rgb", target="label")
                                                       (rice_lab.ssl.probe; target: any column)
+    compare_encoders({name: encoder}, plants, baseline) -> cross-validated accuracies and paired gains
 """
 
 from rice_lab.ssl.loss import swav_codes, swav_loss
