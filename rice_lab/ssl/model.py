@@ -29,7 +29,9 @@ class SwAVModel(nn.Module):
             end = start
             while end < len(crops) and crops[end].shape[-2:] == crops[start].shape[-2:]:
                 end += 1
-            features.append(self.encoder(torch.cat(list(crops[start:end]))))
+            # channels-last: oneDNN's convolutions and pooling run ~1.5x faster on CPU (and AMP on GPU)
+            batch = torch.cat(list(crops[start:end])).contiguous(memory_format=torch.channels_last)
+            features.append(self.encoder(batch))
             start = end
         embeddings = F.normalize(self.head(torch.cat(features)), dim=1)
         return embeddings, self.prototypes(embeddings)
