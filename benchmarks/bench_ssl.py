@@ -1,6 +1,6 @@
 """SwAV pre-training throughput of the ``cpu-tiny`` preset: rice_lab vs a minimal loop vs lightly.
 
-    python benchmarks/bench_ssl.py [--data DIR] [--steps 20] [--rounds 2] [--preset cpu-tiny]
+    python benchmarks/bench_ssl.py [--data DIR] [--steps 60] [--rounds 3] [--preset cpu-tiny]
 
 All three train the same encoder, projection head size and prototypes with the same crops
 (2 large + 2 small, paired cameras), the same loss and the same optimiser (fastai's Lamb):
@@ -197,7 +197,9 @@ def run_lightly(config, plants, warmup: int, steps: int) -> float:
             prototypes.normalize()
             large = torch.cat(crops[:config.n_large]).to(device)
             small = torch.cat(crops[config.n_large:]).to(device)
-            z = [torch.nn.functional.normalize(head(encoder(x)), dim=1) for x in (large, small)]
+            # the same channels-last layout SwAVModel uses, so the ratio compares libraries, not layouts
+            z = [torch.nn.functional.normalize(head(encoder(x.contiguous(memory_format=torch.channels_last))), dim=1)
+                 for x in (large, small)]
             scores = [prototypes(x, step) for x in z]
             high = list(scores[0].chunk(config.n_large))
             low = list(scores[1].chunk(config.n_small))
@@ -266,9 +268,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default=None, help="Zindi folder (default: $RICE_LAB_DATA or synthetic)")
     parser.add_argument("--preset", default="cpu-tiny")
-    parser.add_argument("--steps", type=int, default=20, help="timed steps per variant")
+    parser.add_argument("--steps", type=int, default=60, help="timed steps per variant (fewer are noisy)")
     parser.add_argument("--warmup", type=int, default=3)
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--variant", choices=VARIANTS, help=argparse.SUPPRESS)
     args = parser.parse_args()
