@@ -1,9 +1,9 @@
 """The SSL issue's promise, end to end: a default ``cpu-tiny`` paired run from the CLI, on the book's
 synthetic data, gives an encoder that reads the disease better than its own random start.
 
-This is the slowest test (about 8 minutes on 2 cores): it trains the real preset, 1,600 steps, because
+This is the slowest test (about 7.5 minutes on 2 cores): it trains the real preset, 1,600 steps, because
 the disease only shows in the features after 600-900 of them. Seeds 0, 1 and 2 all pass it, by
-2.3 to 4.5 standard errors on the best camera.
+3 to 4.5 standard errors on the best camera.
 """
 
 from __future__ import annotations
