@@ -569,7 +569,7 @@ def _course_photos(height: int = 32) -> types.SimpleNamespace:
     from rice_lab.data.zindi import read_zindi
 
     plants = read_zindi(course_dataset(plants=40, size=64, seed=0))
-    images = views.PlantImages(plants, height, int(round(height * 1.25)))
+    images = views.PlantImages(plants, *views.load_size(height))
     return types.SimpleNamespace(rgb=images.rgb, rgnir=images.rgnir)
 
 

@@ -16,10 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from rice_lab.data.zindi import CLASSES, load_image, split_plants
+from rice_lab.data.zindi import CAMERAS, CLASSES, load_image, split_plants
 from rice_lab.errors import DataError
-
-CAMERAS: tuple[str, ...] = ("rgb", "rgnir")
 
 
 def train_test_tables(plants: pd.DataFrame, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:

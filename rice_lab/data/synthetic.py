@@ -29,9 +29,9 @@ import numpy as np
 from PIL import Image
 from scipy.ndimage import gaussian_filter
 
+from rice_lab.data.zindi import ASPECT, CLASSES
 from rice_lab.errors import ConfigError, DataError
 
-CLASSES: tuple[str, ...] = ("blast", "brown", "healthy")
 GENERATOR_VERSION = 2  # bump when the output for a given config changes: ensure_synthetic regenerates
 COMPLETE_MARKER = ".complete"
 CONFIG_FILE = "synth_config.json"
@@ -120,7 +120,7 @@ class SynthConfig:
     @property
     def height(self) -> int:
         """Image height in pixels (the real photos are 500x400, width x height)."""
-        return round(self.size * 4 / 5)
+        return round(self.size / ASPECT)
 
     def output_settings(self) -> dict:
         """The settings that decide the bytes written (everything but ``workers``)."""

@@ -17,11 +17,10 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from rice_lab.data.zindi import load_image
+from rice_lab.data.zindi import ASPECT, CAMERAS, load_image
 from rice_lab.errors import ConfigError
 
 VIEWS = ("paired", "rgb", "rgnir", "mixed")
-CAMERAS = ("rgb", "rgnir")
 RGB, RGNIR = 0, 1
 IMAGENET_STATS = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 
@@ -168,7 +167,7 @@ def _normalize_by_camera(crop: torch.Tensor, camera: torch.Tensor, stats: dict) 
 
 def load_size(height: int) -> tuple[int, int]:
     """(height, width) of a photo decoded ``height`` px high in Zindi's 5:4 landscape shape."""
-    return height, int(round(height * 1.25))
+    return height, int(round(height * ASPECT))
 
 
 class PlantImages(Dataset):

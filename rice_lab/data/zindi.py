@@ -29,6 +29,8 @@ from PIL import Image, ImageFile, ImageOps
 from rice_lab.errors import DataError
 
 CLASSES: tuple[str, ...] = ("blast", "brown", "healthy")
+CAMERAS: tuple[str, ...] = ("rgb", "rgnir")  # the two photos of a plant, in this order everywhere
+ASPECT = 5 / 4  # width / height of the challenge's photos (500 x 400 landscape)
 RGNIR_SUFFIX = "_rgn"
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
 _STRICT_DECODING = threading.Lock()
