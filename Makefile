@@ -28,7 +28,7 @@ $(STAMP): pyproject.toml
 # The embedded dataset: regenerated only when the generator or its settings change.
 data: $(DATA)/.complete
 
-$(DATA)/.complete: $(STAMP) rice_lab/data/synthetic.py rice_lab/data/zindi.py Makefile
+$(DATA)/.complete: $(STAMP) $(wildcard rice_lab/data/synthetic/*.py) rice_lab/data/zindi.py Makefile
 	$(BIN)/rice-lab data synth $(DATA) --plants $(PLANTS) --size $(SIZE) --seed $(SEED)
 	$(BIN)/rice-lab data validate $(DATA)
 	rm -rf book/_build/.jupyter_cache  # pages computed on the old data must run again
