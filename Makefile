@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 DATA   ?= data/synthetic
 PLANTS ?= 600
-SIZE   ?= 128
+WIDTH  ?= 128
 SEED   ?= 0
 RUNS   ?= runs
 export RICE_LAB_DATA := $(abspath $(DATA))
@@ -29,7 +29,7 @@ $(STAMP): pyproject.toml
 data: $(DATA)/.complete
 
 $(DATA)/.complete: $(STAMP) $(wildcard rice_lab/data/synthetic/*.py) rice_lab/data/zindi.py Makefile
-	$(BIN)/rice-lab data synth $(DATA) --plants $(PLANTS) --size $(SIZE) --seed $(SEED)
+	$(BIN)/rice-lab data synth $(DATA) --plants $(PLANTS) --width $(WIDTH) --seed $(SEED)
 	$(BIN)/rice-lab data validate $(DATA)
 	rm -rf book/_build/.jupyter_cache  # pages computed on the old data must run again
 	touch $@

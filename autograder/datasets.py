@@ -24,7 +24,7 @@ def course_dataset(plants: int = 40, size: int = 64, seed: int = 0) -> Path:
     root = cache_dir() / f"synth-{plants}p-{size}px-seed{seed}"
     root.parent.mkdir(parents=True, exist_ok=True)
     with _exclusive(root.parent / f".{root.name}.lock"):  # graders run kernels in parallel
-        return ensure_synthetic(root, SynthConfig(plants=plants, size=size, seed=seed, workers=1))
+        return ensure_synthetic(root, SynthConfig(plants=plants, width=size, seed=seed, workers=1))
 
 
 @contextlib.contextmanager

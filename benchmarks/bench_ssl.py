@@ -261,7 +261,7 @@ def _data(args) -> Path:
     from rice_lab.data.synthetic import SynthConfig, ensure_synthetic
 
     root = Path(tempfile.gettempdir()) / "rice-lab-bench" / "synthetic-600-128"
-    return ensure_synthetic(root, SynthConfig(plants=600, size=128, seed=0))
+    return ensure_synthetic(root, SynthConfig(plants=600, width=128, seed=0))
 
 
 def main() -> None:

@@ -31,12 +31,13 @@ def _cmd_data_synth(args: argparse.Namespace) -> int:
     balance = _parse_balance(args.balance)
     from rice_lab.data.synthetic import SynthConfig, synthesize
 
-    config = SynthConfig(plants=args.plants, size=args.size, seed=args.seed,
+    config = SynthConfig(plants=args.plants, width=args.width, seed=args.seed,
                          test_fraction=args.test_fraction, class_balance=balance,
                          difficulty=args.difficulty, label_noise=args.label_noise,
-                         shortcut=args.shortcut, workers=args.workers)
+                         shortcut=args.shortcut, same_lesion_colours=args.same_lesion_colours,
+                         workers=args.workers)
     root = synthesize(args.path, config)
-    print(f"wrote {config.plants} plants ({config.size} px) to {root}")
+    print(f"wrote {config.plants} plants ({config.width}x{config.height} px) to {root}")
     return 0
 
 
@@ -102,7 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
     synth = data_commands.add_parser("synth", help="write the synthetic multi-sensor dataset")
     synth.add_argument("path", type=Path)
     synth.add_argument("--plants", type=int, default=600, help="number of plants (train + test)")
-    synth.add_argument("--size", type=int, default=128, help="image width in pixels (height is 4/5)")
+    synth.add_argument("--width", "--size", dest="width", type=int, default=128,
+                       help="image width in pixels; the height is 4/5 of it (--size: former name)")
     synth.add_argument("--seed", type=int, default=0)
     synth.add_argument("--test-fraction", type=float, default=0.3)
     synth.add_argument("--balance", default="1,1,1", help="class weights: 'blast=1,brown=1,healthy=1'")
@@ -110,6 +112,8 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--label-noise", type=float, default=0.0, help="fraction of flipped train labels")
     synth.add_argument("--shortcut", default=None, choices=["date-stamp"],
                        help="plant a class-correlated artefact in training images only")
+    synth.add_argument("--same-lesion-colours", action="store_true",
+                       help="draw blast and brown-spot lesions with the same colours (only shapes differ)")
     synth.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
     synth.set_defaults(func=_cmd_data_synth)
 

@@ -16,5 +16,5 @@ def synth_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from rice_lab.data.synthetic import SynthConfig, synthesize
 
     root = tmp_path_factory.mktemp("synth") / "rice"
-    synthesize(root, SynthConfig(plants=48, size=64, seed=0, workers=1))
+    synthesize(root, SynthConfig(plants=48, width=64, seed=0, workers=1))
     return root

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import re
 from pathlib import Path
@@ -14,11 +15,15 @@ from scipy.ndimage import binary_dilation
 
 from rice_lab.data import load_image, read_mask, read_zindi, scan_zindi
 from rice_lab.data.synthetic import (
+    CONFIG_FILE,
     LESION_CODES,
     MATERIALS,
     SYMPTOM_CODES,
     SynthConfig,
+    difficulty_knobs,
+    draw_scene,
     ensure_synthetic,
+    is_complete,
     lesion_mask,
     plan_plants,
     synthesize,
@@ -80,11 +85,11 @@ def test_metadata_has_one_row_per_image(synth_root, metadata):
 # --- determinism ---------------------------------------------------------------------------------
 
 def test_same_seed_same_bytes_whatever_the_workers_and_other_seed_differs(tmp_path):
-    config = SynthConfig(plants=10, size=40, seed=3, workers=1)
+    config = SynthConfig(plants=10, width=40, seed=3, workers=1)
     one = folder_digest(synthesize(tmp_path / "one", config))
-    two = folder_digest(synthesize(tmp_path / "two", SynthConfig(plants=10, size=40, seed=3, workers=2)))
+    two = folder_digest(synthesize(tmp_path / "two", SynthConfig(plants=10, width=40, seed=3, workers=2)))
     again = folder_digest(synthesize(tmp_path / "again", config))
-    other = folder_digest(synthesize(tmp_path / "other", SynthConfig(plants=10, size=40, seed=4, workers=1)))
+    other = folder_digest(synthesize(tmp_path / "other", SynthConfig(plants=10, width=40, seed=4, workers=1)))
     assert one == two == again
     assert other != one
 
@@ -185,7 +190,7 @@ def test_class_balance_and_stratified_split():
 
 
 def test_noise_and_shortcut_written_to_files(tmp_path):
-    root = synthesize(tmp_path / "rice", SynthConfig(plants=40, size=40, seed=2, label_noise=0.25,
+    root = synthesize(tmp_path / "rice", SynthConfig(plants=40, width=40, seed=2, label_noise=0.25,
                                                      shortcut="date-stamp", workers=1))
     meta = pd.read_csv(root / "metadata.csv")
     train_csv = pd.read_csv(root / "Train.csv").set_index("Image_id")["Label"]
@@ -222,7 +227,7 @@ def test_lesion_mask_selects_necrotic_codes():
 # --- configuration -------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("field, value", [
-    ("plants", 1), ("plants", 2.5), ("size", 8), ("size", True), ("seed", -1), ("test_fraction", 1.0),
+    ("plants", 1), ("plants", 2.5), ("width", 8), ("width", True), ("seed", -1), ("test_fraction", 1.0),
     ("test_fraction", -0.1), ("difficulty", 1.5), ("difficulty", float("nan")), ("label_noise", 2),
     ("class_balance", (1, 1)), ("class_balance", (0, 0, 0)), ("class_balance", (1, -1, 1)),
     ("shortcut", "watermark"), ("workers", 0),
@@ -233,15 +238,15 @@ def test_bad_config_values_raise_config_error_naming_them(field, value):
 
 
 def test_ensure_synthetic_reuses_then_regenerates(tmp_path):
-    config = SynthConfig(plants=6, size=32, workers=1)
+    config = SynthConfig(plants=6, width=32, workers=1)
     root = ensure_synthetic(tmp_path / "rice", config)
     marker = (root / "metadata.csv").stat().st_mtime_ns
-    assert ensure_synthetic(tmp_path / "rice", SynthConfig(plants=6, size=32, workers=2)) == root
+    assert ensure_synthetic(tmp_path / "rice", SynthConfig(plants=6, width=32, workers=2)) == root
     assert (root / "metadata.csv").stat().st_mtime_ns == marker  # workers do not change the bytes
-    ensure_synthetic(root, SynthConfig(plants=8, size=32, workers=1))
+    ensure_synthetic(root, SynthConfig(plants=8, width=32, workers=1))
     assert len(read_zindi(root)) == 8
     (root / ".complete").unlink()  # an unfinished folder is regenerated
-    ensure_synthetic(root, SynthConfig(plants=8, size=32, workers=1))
+    ensure_synthetic(root, SynthConfig(plants=8, width=32, workers=1))
     assert (root / ".complete").is_file()
 
 
@@ -249,5 +254,68 @@ def test_synthesize_refuses_to_overwrite_a_foreign_folder(tmp_path):
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "notes.txt").write_text("keep me")
     with pytest.raises(DataError, match="not a synthetic dataset folder"):
-        synthesize(tmp_path / "mine", SynthConfig(plants=4, size=32, workers=1))
+        synthesize(tmp_path / "mine", SynthConfig(plants=4, width=32, workers=1))
     assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
+
+
+def test_width_names_the_image_width_and_the_height_keeps_the_photos_5_to_4(tmp_path):
+    config = SynthConfig(plants=4, width=60, workers=1)
+    assert (config.width, config.height) == (60, 48)
+    plants = read_zindi(synthesize(tmp_path / "rice", config))
+    assert load_image(plants.loc[0, "rgb"]).size == (60, 48)
+    assert "width" in config.output_settings() and "size" not in config.output_settings()
+
+
+def test_a_folder_written_before_the_rename_is_still_complete(tmp_path):
+    # Its settings file says "size" and knows nothing of same_lesion_colours; its bytes are today's.
+    config = SynthConfig(plants=4, width=32, workers=1)
+    root = ensure_synthetic(tmp_path / "rice", config)
+    settings = json.loads((root / CONFIG_FILE).read_text())
+    settings["size"] = settings.pop("width")
+    del settings["same_lesion_colours"]
+    (root / CONFIG_FILE).write_text(json.dumps(settings))
+    assert is_complete(root, config)
+    assert not is_complete(root, SynthConfig(plants=4, width=40, workers=1))
+    assert not is_complete(root, SynthConfig(plants=4, width=32, same_lesion_colours=True, workers=1))
+
+
+# --- the same-lesion-colours variant -------------------------------------------------------------
+
+def lesions_by_kind(same_lesion_colours: bool, plants: int = 120) -> pd.DataFrame:
+    """Every lesion of ``plants`` drawn scenes (no pixels), with its kind and colour settings."""
+    knobs, rows = difficulty_knobs(0.5), []
+    for i in range(plants):
+        rng = np.random.default_rng(i)
+        shared = np.random.default_rng(10_000 + i) if same_lesion_colours else None
+        scene = draw_scene(rng, ("blast", "brown")[i % 2], 0.8, knobs, shared)
+        rows += [{"kind": l.kind, "grey": l.centre_material == "necrotic_grey", "centre": l.centre > 0,
+                  "halo": l.halo, "strength": l.halo_strength, "length": l.a} for l in scene.lesions]
+    return pd.DataFrame(rows)
+
+
+def test_shared_colours_give_both_diseases_one_colour_recipe_and_keep_their_shapes():
+    default, shared = lesions_by_kind(False).groupby("kind"), lesions_by_kind(True).groupby("kind")
+    # by default the colours tell the diseases apart: grey blast centres, strong wide brown-spot halos
+    assert default["grey"].mean().to_dict() == {"blast": 1.0, "brown": 0.0}
+    assert default["strength"].mean()["brown"] > default["strength"].mean()["blast"] + 0.3
+    assert default["halo"].min()["brown"] > default["halo"].max()["blast"]
+    # with one recipe they do not (each mean within a few of its standard errors of the other's) ...
+    for column in ("grey", "centre", "halo", "strength"):
+        means, errors = shared[column].mean(), shared[column].std() / np.sqrt(shared.size())
+        assert abs(means["blast"] - means["brown"]) < 4 * np.hypot(*errors), column
+    # ... while sizes still do: blast spots are several times longer
+    assert shared["length"].mean()["blast"] > 2.5 * shared["length"].mean()["brown"]
+
+
+def test_shared_colours_change_the_lesions_and_nothing_else(tmp_path):
+    default = synthesize(tmp_path / "default", SynthConfig(plants=9, width=48, seed=4, workers=1))
+    variant = synthesize(tmp_path / "variant", SynthConfig(plants=9, width=48, seed=4, workers=1,
+                                                           same_lesion_colours=True))
+    meta, other = pd.read_csv(default / "metadata.csv"), pd.read_csv(variant / "metadata.csv")
+    # the same plants, cameras, nuisances and lesions (count and area); only the halos, which cover
+    # leaf, have another extent
+    changed = [c for c in meta.columns if not meta[c].equals(other[c])]
+    assert changed == ["halo_area_fraction", "leaf_area_fraction"]
+    for row in meta.itertuples():
+        same = (default / "images" / row.Image_id).read_bytes() == (variant / "images" / row.Image_id).read_bytes()
+        assert same == (row.true_label == "healthy"), row.Image_id

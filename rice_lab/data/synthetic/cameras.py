@@ -31,7 +31,7 @@ class Camera:
     rotation_deg: float
     gains: tuple[float, float, float]
     exposure: float      # multiplies the auto-exposure
-    blur: float          # defocus, in pixels at this size
+    blur: float          # defocus, in pixels at this width
     vignette: float
     saturation: float
     shot_noise: float
@@ -39,20 +39,20 @@ class Camera:
     jpeg_quality: int
 
 
-def draw_cameras(rng: np.random.Generator, size: int, knobs: dict[str, float]) -> tuple[Camera, Camera]:
+def draw_cameras(rng: np.random.Generator, width: int, knobs: dict[str, float]) -> tuple[Camera, Camera]:
     """The RGB camera defines the frame; the R-G-NIR one sits beside it, a little off."""
     cams = []
     for name in ("rgb", "rgnir"):
         offset = name == "rgnir"
         cams.append(Camera(
             name=name,
-            dx=float(rng.uniform(-0.06, 0.06) * size) if offset else 0.0,
-            dy=float(rng.uniform(-0.05, 0.05) * size) if offset else 0.0,
+            dx=float(rng.uniform(-0.06, 0.06) * width) if offset else 0.0,
+            dy=float(rng.uniform(-0.05, 0.05) * width) if offset else 0.0,
             scale=float(rng.uniform(0.95, 1.06)) if offset else 1.0,
             rotation_deg=float(rng.uniform(-3, 3)) if offset else 0.0,
             gains=tuple(float(g) for g in np.exp(rng.normal(0, 0.07, 3))),
             exposure=float(np.exp(rng.normal(0, 0.15))),
-            blur=float(rng.uniform(0.3, 0.9) * size / 128),
+            blur=float(rng.uniform(0.3, 0.9) * width / 128),
             vignette=float(rng.uniform(0.1, 0.35)),
             saturation=float(rng.uniform(1.5, 2.0)),
             shot_noise=float(rng.uniform(0.0005, 0.0015) * knobs["noise_scale"]),

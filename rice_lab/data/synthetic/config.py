@@ -20,18 +20,19 @@ class SynthConfig:
     """Settings of the synthetic dataset; the same config and seed always give the same bytes."""
 
     plants: int = 600            # train + test plants
-    size: int = 128              # image width in px; height = round(size * 4 / 5)
+    width: int = 128             # image width in px; height = round(width * 4 / 5), the photos' 5:4
     seed: int = 0
     test_fraction: float = 0.3
     class_balance: tuple[float, float, float] = (1.0, 1.0, 1.0)   # blast, brown, healthy weights
     difficulty: float = 0.5      # 0 easy .. 1 hard
     label_noise: float = 0.0     # fraction of TRAIN labels flipped (true labels kept in metadata)
     shortcut: str | None = None  # "date-stamp": class-correlated artefact in TRAIN images only
+    same_lesion_colours: bool = False  # blast and brown spot drawn with one lesion colour recipe
     workers: int | None = None   # processes; None = os.cpu_count()
 
     def __post_init__(self) -> None:
         _check_int("plants", self.plants, 2, 10_000_000)
-        _check_int("size", self.size, 32, 4096)
+        _check_int("width", self.width, 32, 4096)
         _check_int("seed", self.seed, 0, 2**63 - 1)
         _check_float("test_fraction", self.test_fraction, 0.0, 1.0, high_open=True)
         _check_float("difficulty", self.difficulty, 0.0, 1.0)
@@ -48,13 +49,16 @@ class SynthConfig:
         if self.shortcut is not None and self.shortcut not in SHORTCUTS:
             raise ConfigError(f"SynthConfig.shortcut={self.shortcut!r}: expected None or one of "
                               f"{', '.join(SHORTCUTS)}")
+        if not isinstance(self.same_lesion_colours, (bool, np.bool_)):
+            raise ConfigError(f"SynthConfig.same_lesion_colours={self.same_lesion_colours!r}: expected True or False")
+        object.__setattr__(self, "same_lesion_colours", bool(self.same_lesion_colours))
         if self.workers is not None:
             _check_int("workers", self.workers, 1, 4096)
 
     @property
     def height(self) -> int:
         """Image height in pixels (the real photos are 500x400, width x height)."""
-        return round(self.size / ASPECT)
+        return round(self.width / ASPECT)
 
     def output_settings(self) -> dict:
         """The settings that decide the bytes written (everything but ``workers``)."""
@@ -63,6 +67,20 @@ class SynthConfig:
         settings["class_balance"] = list(self.class_balance)
         settings["generator_version"] = GENERATOR_VERSION
         return settings
+
+
+def settings_as_written(written: dict) -> dict:
+    """Settings read back from a dataset's config file, in today's names.
+
+    Folders written before ``width`` had its name store it as ``size``, and have no
+    ``same_lesion_colours`` (they were all drawn without it); their bytes are what today's generator
+    writes for the same settings, so they count as complete rather than being generated again.
+    """
+    settings = dict(written)
+    if "size" in settings and "width" not in settings:
+        settings["width"] = settings.pop("size")
+    settings.setdefault("same_lesion_colours", False)
+    return settings
 
 
 def _check_int(name: str, value: object, low: int, high: int) -> None:

@@ -17,8 +17,11 @@ def make_plant(task: PlantTask, config: SynthConfig) -> dict[str, dict]:
     """Draw one plant and photograph it with both cameras: {camera: {"image", "mask", "meta"}}."""
     rng = np.random.default_rng(np.random.SeedSequence(config.seed, spawn_key=(1, task.index)))
     knobs = difficulty_knobs(config.difficulty)
-    width, height = config.size, config.height
-    scene = draw_scene(rng, task.true_label, height / width, knobs)
+    width, height = config.width, config.height
+    # A stream of its own, so that the variant differs from the default data in lesion colours only.
+    shared_colours = np.random.default_rng(np.random.SeedSequence(config.seed, spawn_key=(2, task.index))) \
+        if config.same_lesion_colours else None
+    scene = draw_scene(rng, task.true_label, height / width, knobs, shared_colours)
     cameras = draw_cameras(rng, width, knobs)
     stamp_text = f"{rng.integers(18, 21):02d} {rng.integers(1, 13):2d} {rng.integers(1, 29):2d}"
     out = {}

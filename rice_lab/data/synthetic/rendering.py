@@ -124,11 +124,12 @@ def _apply_lesions(scene: Scene, b: int, u: np.ndarray, v: np.ndarray, x: np.nda
     m = scene.materials
     centre, halo, strength, contrast = (np.array([getattr(l, attr) for l in les], dtype=np.float32)[nearest]
                                         for attr in ("centre", "halo", "halo_strength", "contrast"))
-    is_blast = np.array([l.kind == "blast" for l in les])[nearest]
+    centre_material = np.array([l.centre_material for l in les])[nearest]
     w_halo = (1 - _smoothstep(0.8, 1.0, r / halo)) * strength
     w_lesion = (1 - _smoothstep(0.85, 1.05, r)) * contrast
     w_centre = (1 - _smoothstep(0.8, 1.2, r / np.maximum(centre, 1e-3))) * (centre > 0) * contrast
-    centre_refl = np.where(is_blast[None], m["necrotic_grey"][:, None], m["necrotic_tan"][:, None])
+    centre_refl = np.where((centre_material == "necrotic_grey")[None], m["necrotic_grey"][:, None],
+                           m["necrotic_tan"][:, None])
     pixel += (m["chlorotic"][:, None] - pixel) * w_halo
     pixel += (m["necrotic_dark"][:, None] - pixel) * w_lesion
     pixel += (centre_refl - pixel) * w_centre

@@ -45,6 +45,7 @@ class Lesion:
     halo: float          # radius of the chlorotic halo
     halo_strength: float
     contrast: float
+    centre_material: str  # REFLECTANCE key of the centre: necrotic_grey (blast), necrotic_tan (brown)
 
 
 @dataclass
@@ -83,8 +84,13 @@ def _jitter(rng: np.random.Generator, base: tuple[float, ...], spread: float) ->
     return np.asarray(base, dtype=np.float32) * np.exp(rng.normal(0, spread, 4)).astype(np.float32)
 
 
-def draw_scene(rng: np.random.Generator, label: str, frame_h: float, knobs: dict[str, float]) -> Scene:
-    """Draw the plant: its leaves, their lesions and the nuisances, all in normalised units."""
+def draw_scene(rng: np.random.Generator, label: str, frame_h: float, knobs: dict[str, float],
+               shared_colours: np.random.Generator | None = None) -> Scene:
+    """Draw the plant: its leaves, their lesions and the nuisances, all in normalised units.
+
+    With ``shared_colours`` (a generator of its own, so nothing else about the plant changes), every
+    lesion's colours are redrawn from one recipe for both diseases: see :func:`share_lesion_colours`.
+    """
     overall = float(np.exp(rng.normal(0, 0.08)))
     materials = {name: _jitter(rng, value, 0.08) * overall for name, value in REFLECTANCE.items()}
     irradiance = np.exp(rng.normal(0, 0.06, 4)).astype(np.float32)  # colour of the daylight
@@ -98,6 +104,9 @@ def draw_scene(rng: np.random.Generator, label: str, frame_h: float, knobs: dict
         blades += _draw_other_blades(rng, frame_h, background, "front")[:1]
     stage = "none" if label == "healthy" else ("early" if rng.random() < knobs["early_fraction"] else "advanced")
     lesions = _draw_lesions(rng, label, stage, blades, main_ids, frame_h, knobs)
+    if shared_colours is not None:
+        for lesion in lesions:
+            share_lesion_colours(lesion, shared_colours, stage)
     holes = _draw_holes(rng, blades, main_ids, frame_h, knobs)
     n_dust = rng.poisson(knobs["dust_per_plant"])
     dust = np.column_stack([rng.uniform(0, 1, n_dust), rng.uniform(0, frame_h, n_dust),
@@ -173,27 +182,42 @@ def _draw_lesions(rng: np.random.Generator, label: str, stage: str, blades: list
             n = rng.poisson(mean) + int(top)
         us, vs = _on_frame_points(rng, blade, n, frame_h, 0.55)
         for u, v in zip(us, vs):
-            size = scale * (0.55 if stage == "early" else 1.0)
+            spot_scale = scale * (0.55 if stage == "early" else 1.0)
             contrast = rng.uniform(knobs["lesion_contrast_min"], 1.0) * (0.8 if stage == "early" else 1.0)
             if label == "blast":
-                a = rng.uniform(0.03, 0.07) * size
+                a = rng.uniform(0.03, 0.07) * spot_scale
                 lesions.append(Lesion(b, "blast", u, v, a, a * rng.uniform(0.22, 0.38),
                                       centre=rng.uniform(0.4, 0.65) if stage != "early" else 0.0,
                                       halo=rng.uniform(1.1, 1.5), halo_strength=rng.uniform(0.0, 0.6),
-                                      contrast=contrast))
+                                      contrast=contrast, centre_material="necrotic_grey"))
                 if rng.random() < 0.25:  # a neighbour along the same vein: the two spots merge
                     a2 = a * rng.uniform(0.6, 1.0)
                     lesions.append(Lesion(b, "blast", u + rng.choice([-1, 1]) * (a + a2) * 0.8,
                                           v + rng.normal(0, 0.1) * blade.half_width, a2,
                                           a2 * rng.uniform(0.22, 0.38), rng.uniform(0.4, 0.65),
-                                          rng.uniform(1.1, 1.5), rng.uniform(0.0, 0.6), contrast))
+                                          rng.uniform(1.1, 1.5), rng.uniform(0.0, 0.6), contrast, "necrotic_grey"))
             else:
-                a = rng.uniform(0.008, 0.02) * size
+                a = rng.uniform(0.008, 0.02) * spot_scale
                 lesions.append(Lesion(b, "brown", u, v, a, a * rng.uniform(0.55, 0.85),
                                       centre=rng.uniform(0.3, 0.5) if rng.random() < 0.35 else 0.0,
                                       halo=rng.uniform(1.6, 2.3), halo_strength=rng.uniform(0.5, 1.0),
-                                      contrast=contrast))
+                                      contrast=contrast, centre_material="necrotic_tan"))
     return lesions
+
+
+def share_lesion_colours(lesion: Lesion, rng: np.random.Generator, stage: str) -> None:
+    """Redraw a lesion's colours from one recipe for both diseases, leaving its shape, size and place.
+
+    By default blast centres are grey, brown-spot centres tan, blast halos faint and narrow and brown
+    spot halos strong and wide. Here every lesion picks a grey or tan centre (present in about two
+    spots of three, never in early ones), a halo strength and a halo width from the union of both
+    ranges, so only the spots' shapes, sizes and numbers still tell the diseases apart.
+    """
+    lesion.centre_material = str(rng.choice(["necrotic_grey", "necrotic_tan"]))
+    present = rng.random() < 2 / 3 and stage != "early"
+    lesion.centre = float(rng.uniform(0.3, 0.65)) if present else 0.0
+    lesion.halo = float(rng.uniform(1.1, 2.3))
+    lesion.halo_strength = float(rng.uniform(0.0, 1.0))
 
 
 def _draw_holes(rng: np.random.Generator, blades: list[Blade], main: list[int], frame_h: float,

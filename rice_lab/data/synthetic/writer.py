@@ -12,7 +12,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from rice_lab.data.synthetic.config import SynthConfig
+from rice_lab.data.synthetic.config import SynthConfig, settings_as_written
 from rice_lab.data.synthetic.plan import PlantTask, plan_plants
 from rice_lab.data.synthetic.plant import make_plant
 from rice_lab.data.zindi import CLASSES
@@ -124,7 +124,10 @@ def is_complete(root: str | Path, config: SynthConfig) -> bool:
         written = json.loads((root / CONFIG_FILE).read_text())
     except (OSError, ValueError):
         return False
-    return (root / COMPLETE_MARKER).is_file() and written == json.loads(json.dumps(config.output_settings()))
+    if not isinstance(written, dict):
+        return False
+    wanted = json.loads(json.dumps(config.output_settings()))
+    return (root / COMPLETE_MARKER).is_file() and settings_as_written(written) == wanted
 
 
 def ensure_synthetic(root: str | Path, config: SynthConfig | None = None) -> Path:
