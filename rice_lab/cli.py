@@ -15,6 +15,8 @@ def _cmd_data_validate(args: argparse.Namespace) -> int:
     report = scan_zindi(args.path, check_images=not args.no_images)
     if report.problems:
         print(format_problems(report), file=sys.stderr)
+    for warning in report.warnings:  # reported, never fatal: the photos may be two genuine plants
+        print(f"warning: {warning}", file=sys.stderr)
     if report.problems and not args.skip_bad:
         return 1
     if args.skip_bad and report.dropped:

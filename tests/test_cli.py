@@ -56,3 +56,28 @@ def test_synth_then_validate(tmp_path, capsys):
     assert main(["data", "validate", str(root)]) == 0
     out = capsys.readouterr().out
     assert "12 plants" in out and "image size 48x38" in out
+
+
+def test_validate_prints_near_duplicates_as_warnings_and_exits_0(tmp_path, capsys):
+    from PIL import Image
+
+    root = make_zindi(tmp_path / "rice")
+    (root / "images" / "id_te00001.jpg").unlink()
+    Image.open(root / "images" / "id_bl00000.jpg").save(root / "images" / "id_te00001.png")  # same pixels
+    assert main(["data", "validate", str(root)]) == 1
+    assert "identical to id_bl00000.jpg" in capsys.readouterr().err
+    Image.open(root / "images" / "id_bl00000.jpg").point(lambda v: min(255, v + 3)).save(
+        root / "images" / "id_te00001.png")  # a little brighter: looks the same, is not the same
+    assert main(["data", "validate", str(root)]) == 0
+    captured = capsys.readouterr()
+    assert "warning:" in captured.err and "looks almost the same as id_bl00000.jpg" in captured.err
+    assert "warnings: 1" in captured.out
+
+
+def test_synth_width_names_the_width_and_size_is_still_accepted(tmp_path, capsys):
+    assert main(["data", "synth", str(tmp_path / "a"), "--plants", "4", "--width", "40", "--workers", "1",
+                 "--same-lesion-colours"]) == 0
+    assert "(40x32 px)" in capsys.readouterr().out
+    assert '"same_lesion_colours": true' in (tmp_path / "a" / "synth_config.json").read_text()
+    assert main(["data", "synth", str(tmp_path / "b"), "--plants", "4", "--size", "40", "--workers", "1"]) == 0
+    assert '"width": 40' in (tmp_path / "b" / "synth_config.json").read_text()

@@ -49,12 +49,19 @@ def metadata(synth_root: Path) -> pd.DataFrame:
 
 def test_reader_reads_the_folder_without_problems(synth_root):
     report = scan_zindi(synth_root)
-    assert report.problems == [] and report.notes == []
+    assert report.problems == [] and report.notes == [] and report.warnings == []
     assert len(report.plants) == 48
     assert set(report.image_sizes) == {(64, 51)}
     plants = read_zindi(synth_root)
-    assert plants["label"].notna().all()  # the test labels come from TestLabels.csv
+    # training labels only: the test labels (TestLabels.csv) come on request, in their own column
+    assert plants["label"].notna().tolist() == (plants["split"] == "train").tolist()
+    assert "test_label" not in plants
     assert {"mask_rgb", "mask_rgnir"} <= set(plants.columns)
+    labelled = read_zindi(synth_root, test_labels=True)
+    assert labelled["test_label"].notna().tolist() == (labelled["split"] == "test").tolist()
+    truth = pd.read_csv(synth_root / "metadata.csv").drop_duplicates("plant_id").set_index("plant_id")
+    test = labelled[labelled["split"] == "test"].set_index("plant_id")
+    assert (test["test_label"] == truth.loc[test.index, "true_label"]).all()
 
 
 def test_zindi_csv_layout(synth_root):

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import types
+
 import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
 
-from rice_lab.data import load_image, pair_files, read_zindi, scan_zindi, split_plants
+from rice_lab.data import load_image, pair_files, read_test_labels, read_zindi, scan_zindi, split_plants
+from rice_lab.data.zindi import NearDuplicateWarning, near_duplicates
 from rice_lab.errors import DataError
 from zindi_folder import edit_csv, make_zindi, write_image
 
@@ -205,17 +208,133 @@ def test_skip_bad_drops_exactly_the_bad_plants(zindi):
 
 
 def test_images_of_any_size_are_summarised(zindi):
-    write_image(zindi / "images" / "id_te00000.jpg", np.random.default_rng(0), size=(50, 40))
+    for seed, name in enumerate(("id_te00000.jpg", "id_te00000_rgn.jpg")):
+        write_image(zindi / "images" / name, np.random.default_rng(seed), size=(50, 40))
     report = scan_zindi(zindi)
-    assert report.image_sizes[(50, 40)] == 1 and report.image_sizes[(40, 32)] == 35
-    assert "image size 40x32: 35 images" in report.summary()
+    assert report.ok
+    assert report.image_sizes[(50, 40)] == 2 and report.image_sizes[(40, 32)] == 34
+    assert "image size 40x32: 34 images" in report.summary()
 
 
-def test_truncated_image_fails_even_when_lenient_decoding_is_switched_on(zindi, monkeypatch):
+@pytest.mark.parametrize("suffix", [".jpg", ".png"])
+def test_truncated_image_fails_even_when_lenient_decoding_is_switched_on(zindi, monkeypatch, suffix):
     from PIL import ImageFile
+
+    # PIL's switch is one global: flipping it, even briefly under a lock, would change what other
+    # threads decode at that moment. The reader must never write it.
+    writes = []
+
+    class Watched(types.ModuleType):
+        def __setattr__(self, name, value):
+            writes.append((name, value))
+            super().__setattr__(name, value)
 
     monkeypatch.setattr(ImageFile, "LOAD_TRUNCATED_IMAGES", True)
     path = zindi / "images" / "id_he20001.jpg"
-    path.write_bytes(path.read_bytes()[:300])
-    assert "truncated image" in only_problem(scan_zindi(zindi))
-    assert ImageFile.LOAD_TRUNCATED_IMAGES is True
+    if suffix == ".png":
+        path.unlink()
+        path = path.with_suffix(".png")
+        write_image(path, np.random.default_rng(3))
+    path.write_bytes(path.read_bytes()[: len(path.read_bytes()) * 2 // 3])
+    monkeypatch.setattr(ImageFile, "__class__", Watched)
+    message = only_problem(scan_zindi(zindi))
+    assert path.name in message and "truncated image" in message
+    assert writes == [] and ImageFile.LOAD_TRUNCATED_IMAGES is True
+
+
+# --- what leaks between splits or squashes photos ------------------------------------------------
+
+def write_test_labels(root, labels: dict[str, str]) -> None:
+    rows = [(f"{plant}{suffix}.jpg", label) for plant, label in labels.items() for suffix in ("", "_rgn")]
+    pd.DataFrame(rows, columns=["Image_id", "Label"]).to_csv(root / "TestLabels.csv", index=False)
+
+
+def test_test_labels_stay_out_of_the_label_column_and_come_only_when_asked(zindi):
+    write_test_labels(zindi, {"id_te00000": "blast", "id_te00001": "brown", "id_te00002": "healthy"})
+    plants = read_zindi(zindi)
+    # whatever selects labelled plants selects training plants only
+    assert set(plants.loc[plants["label"].notna(), "split"]) == {"train"}
+    assert "test_label" not in plants
+    asked = read_zindi(zindi, test_labels=True).set_index("plant_id")
+    assert asked.loc["id_te00001", "test_label"] == "brown" and pd.isna(asked.loc["id_te00001", "label"])
+    assert asked.loc[asked["split"] == "train", "test_label"].isna().all()
+    assert read_test_labels(zindi).to_dict() == {"id_te00000": "blast", "id_te00001": "brown",
+                                                 "id_te00002": "healthy"}
+    assert "test labels known for 3 plants" in scan_zindi(zindi).summary()
+
+
+def test_test_labels_without_their_file_are_an_error_not_a_guess(zindi):
+    with pytest.raises(DataError, match="TestLabels.csv: not found"):
+        read_zindi(zindi, test_labels=True)
+
+
+def test_unknown_test_label_is_a_problem(zindi):
+    write_test_labels(zindi, {"id_te00000": "blast", "id_te00001": "rust"})
+    message = only_problem(scan_zindi(zindi))
+    assert "TestLabels.csv" in message and "unknown label 'rust'" in message
+
+
+def test_plant_in_both_train_and_test_is_a_problem_and_skip_bad_drops_it(zindi):
+    edit_csv(zindi / "Test.csv", lambda f: pd.concat([f, pd.DataFrame({"Image_id": ["id_bl00002.jpg",
+                                                                                     "id_bl00002_rgn.jpg"]})]))
+    report = scan_zindi(zindi)
+    message = only_problem(report)
+    assert "Test.csv" in message and "plant id_bl00002 is also listed in Train.csv" in message
+    assert report.dropped == ["id_bl00002"] and "id_bl00002" not in set(report.plants["plant_id"])
+    assert len(read_zindi(zindi, skip_bad=True)) == 18 - 1
+
+
+def test_identical_photos_under_two_ids_are_a_problem_naming_both(zindi):
+    images = zindi / "images"
+    (images / "id_te00002.jpg").write_bytes((images / "id_bl00001.jpg").read_bytes())
+    report = scan_zindi(zindi)
+    message = only_problem(report)
+    assert "id_te00002.jpg" in message and "identical to id_bl00001.jpg" in message
+    assert report.dropped == ["id_bl00001", "id_te00002"]  # either could be the wrong one
+    # the same pixels saved anew (other bytes) are caught too
+    image = Image.open(images / "id_bl00001.jpg")
+    image.save(images / "id_te00002.png")
+    (images / "id_te00002.jpg").unlink()
+    assert "identical to id_bl00001.jpg" in only_problem(scan_zindi(zindi))
+
+
+def test_near_duplicate_photos_are_a_warning_not_a_problem(zindi):
+    # a smooth picture (a photo, not noise), and the same picture brightened and re-encoded
+    y, x = np.mgrid[0:32, 0:40]
+    picture = np.stack([120 + 80 * np.sin(x / 6), 100 + 60 * np.cos(y / 5), 90 + 0 * x], axis=2)
+    Image.fromarray(picture.astype(np.uint8)).save(zindi / "images" / "id_br10003.jpg", quality=95)
+    Image.fromarray(np.clip(picture * 1.1, 0, 255).astype(np.uint8)).save(
+        zindi / "images" / "id_te00001.jpg", quality=60)
+    report = scan_zindi(zindi)
+    assert report.ok and len(report.warnings) == 1
+    warning = str(report.warnings[0])
+    assert "id_te00001.jpg" in warning and "looks almost the same as id_br10003.jpg" in warning
+    assert "warnings: 1" in report.summary()
+    with pytest.warns(NearDuplicateWarning, match="1 near-duplicate"):
+        assert len(read_zindi(zindi)) == 18
+
+
+def test_the_two_cameras_of_one_plant_are_not_near_duplicates_of_each_other():
+    base = np.random.default_rng(0).integers(0, 256, (2, 32), dtype=np.uint8)
+    close = base[0].copy()
+    close[:8] ^= 1  # 8 of 256 bits differ
+    hashes = np.stack([base[0], base[0], base[1], close])
+    # rows 0 and 1 are one plant's two photos; row 2 is another picture altogether
+    assert near_duplicates(hashes, ["a", "a", "b", "c"]) == [(0, 3, 8), (1, 3, 8)]
+    assert near_duplicates(hashes, ["a", "a", "b", "c"], max_bits=7) == []
+
+
+def test_photos_of_one_plant_in_two_sizes_are_a_problem(zindi):
+    write_image(zindi / "images" / "id_he20002_rgn.jpg", np.random.default_rng(0), size=(50, 40))
+    message = only_problem(scan_zindi(zindi))
+    assert "id_he20002_rgn.jpg: 50x40, but the RGB photo of its plant (id_he20002.jpg) is 40x32" in message
+
+
+@pytest.mark.parametrize("size", [(32, 40), (40, 40), (48, 32)])
+def test_photos_that_are_not_5_to_4_landscape_are_a_problem(zindi, size):
+    for seed, name in enumerate(("id_he20002.jpg", "id_he20002_rgn.jpg")):
+        write_image(zindi / "images" / name, np.random.default_rng(seed), size=size)
+    report = scan_zindi(zindi)
+    message = only_problem(report)
+    assert f"are {size[0]}x{size[1]}, not 5:4 landscape" in message and "squash" in message
+    assert report.dropped == ["id_he20002"]

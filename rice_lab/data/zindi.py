@@ -7,14 +7,18 @@ a pair are separate csv rows. The synthetic generator adds ``masks/`` (one PNG p
 
 One row per plant comes out, as a :class:`pandas.DataFrame` with the columns ``plant_id``, ``label``,
 ``split`` ("train" or "test"), ``rgb`` and ``rgnir`` (absolute paths) and, when masks exist,
-``mask_rgb`` and ``mask_rgnir``.
+``mask_rgb`` and ``mask_rgnir``. ``label`` is the training label: it is empty for every test plant,
+even when ``TestLabels.csv`` knows it, so that nothing which selects labelled plants can train on the
+test split. The test labels come only on request, as a separate ``test_label`` column
+(``read_zindi(root, test_labels=True)``) or series (:func:`read_test_labels`).
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
+import io
 import os
-import threading
 import warnings
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -24,7 +28,7 @@ from typing import Iterable
 
 import numpy as np
 import pandas as pd
-from PIL import Image, ImageFile, ImageOps
+from PIL import Image, ImageOps
 
 from rice_lab.errors import DataError
 
@@ -33,8 +37,16 @@ CAMERAS: tuple[str, ...] = ("rgb", "rgnir")  # the two photos of a plant, in thi
 ASPECT = 5 / 4  # width / height of the challenge's photos (500 x 400 landscape)
 RGNIR_SUFFIX = "_rgn"
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
-_STRICT_DECODING = threading.Lock()
-CSV_COLUMNS = {"Train.csv": ("Image_id", "Label"), "Test.csv": ("Image_id",)}
+CSV_COLUMNS = {"Train.csv": ("Image_id", "Label"), "Test.csv": ("Image_id",),
+               "TestLabels.csv": ("Image_id", "Label")}
+# Perceptual hash: 16 x 16 brightness gradients (256 bits). Measured on the 600-plant synthetic set:
+# photos of different plants differ in 71 bits or more, a copy re-encoded at JPEG quality 60, resized
+# or brightened by 15 % in at most 16; same-plant photos (two cameras, one scene) are not compared.
+NEAR_DUPLICATE_BITS = 24
+
+
+class NearDuplicateWarning(UserWarning):
+    """Photos of two different plants look almost the same (a perceptual-hash match)."""
 
 
 @dataclass(frozen=True)
@@ -44,6 +56,7 @@ class Problem:
     path: str
     message: str
     plant_id: str | None = None
+    other_plant_id: str | None = None  # a second plant the problem is about (dropped with it too)
 
     def __str__(self) -> str:
         return f"{self.path}: {self.message}"
@@ -57,8 +70,10 @@ class Report:
     plants: pd.DataFrame
     problems: list[Problem] = field(default_factory=list)
     notes: list[Problem] = field(default_factory=list)
+    warnings: list[Problem] = field(default_factory=list)
     image_sizes: Counter = field(default_factory=Counter)
     dropped: list[str] = field(default_factory=list)
+    test_labels: dict[str, str] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -74,9 +89,14 @@ class Report:
                 lines.append(f"  {split:<6} {label:<12} {n:>6}")
         for (width, height), n in self.image_sizes.most_common():
             lines.append(f"  image size {width}x{height}: {n} images")
+        if self.test_labels:
+            lines.append(f"  test labels known for {len(self.test_labels)} plants (TestLabels.csv; "
+                         "read only on request)")
         kinds = Counter(note.message for note in self.notes)
         for message, n in kinds.most_common():
             lines.append(f"  converted ({n}): {message}")
+        if self.warnings:
+            lines.append(f"  warnings: {len(self.warnings)} (near-duplicate photos of different plants)")
         if self.dropped:
             lines.append(f"  dropped {len(self.dropped)} bad plants: {', '.join(sorted(self.dropped))}")
         return "\n".join(lines)
@@ -97,26 +117,43 @@ def read_mask(path: str | Path) -> np.ndarray:
         raise DataError(f"{path}: cannot read mask ({err})") from err
 
 
+class _WatchedBytes(io.BytesIO):
+    """A file's bytes that remember whether a reader asked for data past their end."""
+
+    reached_end = False
+
+    def read(self, size: int | None = -1) -> bytes:
+        data = super().read(size)
+        if not data and size != 0:
+            self.reached_end = True
+        return data
+
+
 def _open_rgb(path: Path) -> tuple[Image.Image, str | None]:
-    """Decode ``path`` completely and convert it to RGB; return the image and a note on conversion."""
-    if ImageFile.LOAD_TRUNCATED_IMAGES:
-        # a library switched on lenient decoding globally; a truncated file must still fail here
-        with _STRICT_DECODING:
-            ImageFile.LOAD_TRUNCATED_IMAGES = False
-            try:
-                return _open_rgb(path)
-            finally:
-                ImageFile.LOAD_TRUNCATED_IMAGES = True
+    """Decode ``path`` completely and convert it to RGB; return the image and a note on conversion.
+
+    A truncated file fails even when a library has switched on PIL's global ``LOAD_TRUNCATED_IMAGES``
+    (which fills the missing rows in grey): a complete file is decoded without ever reading past its
+    end, so a decoder that asked for more bytes than the file holds marks it as truncated. The global
+    itself is never touched, since other threads may be decoding at the same time.
+    """
+    try:
+        source = _WatchedBytes(path.read_bytes())
+    except FileNotFoundError as err:
+        raise DataError(f"{path}: file not found") from err
+    except OSError as err:
+        raise DataError(f"{path}: unreadable image ({err}); re-export or remove this file") from err
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as opened:
+            with Image.open(source) as opened:
+                source.reached_end = False  # the header is read; from here on only the decoder reads
                 opened.load()  # decode now: a truncated file fails here, not later in training
+                if source.reached_end:
+                    raise OSError("image file is truncated (its data ends before the picture does)")
                 mode = opened.mode
                 orientation = opened.getexif().get(0x0112, 1)
                 upright = ImageOps.exif_transpose(opened)
-    except FileNotFoundError as err:
-        raise DataError(f"{path}: file not found") from err
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombWarning) as err:
         kind = "truncated image" if "truncated" in str(err).lower() else "unreadable image"
         raise DataError(f"{path}: {kind} ({err}); re-export or remove this file") from err
@@ -212,7 +249,11 @@ def _index_images(images_dir: Path) -> dict[str, Path]:
 
 
 def scan_zindi(root: str | Path, check_images: bool = True) -> Report:
-    """Check a Zindi folder and collect every problem; never raises for bad data."""
+    """Check a Zindi folder and collect every problem; never raises for bad data.
+
+    Test labels (``TestLabels.csv``, shipped by the synthetic data) are checked and kept in
+    ``report.test_labels``, never in the plants' ``label`` column.
+    """
     root = Path(root).expanduser().resolve()
     empty = pd.DataFrame(columns=["plant_id", "label", "split", "rgb", "rgnir"])
     report = Report(root=root, plants=empty)
@@ -228,44 +269,60 @@ def scan_zindi(root: str | Path, check_images: bool = True) -> Report:
         report.problems.append(Problem(str(images_dir), "images folder holds no .jpg/.png images"))
         return report
     masks_dir = root / "masks"
-    test_labels = _read_test_labels(root / "TestLabels.csv", report.problems)
+    if (root / "TestLabels.csv").is_file():
+        frame = _read_csv(root / "TestLabels.csv", report.problems)
+        if frame is not None:
+            report.test_labels = _labels_by_plant(root / "TestLabels.csv", frame, report.problems)
 
-    rows = []
+    rows, listed = [], {}
     for csv_name, split in (("Train.csv", "train"), ("Test.csv", "test")):
         frame = _read_csv(root / csv_name, report.problems)
         if frame is None:
             continue
-        rows.extend(_plants_from_csv(root / csv_name, frame, split, index, test_labels, report))
+        listed[csv_name] = {plant_id_of(i)[0].lower(): plant_id_of(i)[0] for i in frame["Image_id"]}
+        rows.extend(_plants_from_csv(root / csv_name, frame, split, index, report))
+    train_ids, test_ids = listed.get("Train.csv", {}), listed.get("Test.csv", {})
+    for key in sorted(set(train_ids) & set(test_ids)):
+        report.problems.append(Problem(str(root / "Test.csv"), f"plant {test_ids[key]} is also listed in "
+                                       "Train.csv: a test plant must never be a training plant", test_ids[key]))
     if not rows:
         return report
     plants = pd.DataFrame(rows)
-    bad = {p.plant_id for p in report.problems if p.plant_id}
     if check_images:
-        bad |= _check_images(plants, masks_dir, report)
+        _check_images(plants, masks_dir, report)
+    bad = {p.plant_id for p in report.problems if p.plant_id}
+    bad |= {p.other_plant_id for p in report.problems if p.other_plant_id}
     if masks_dir.is_dir():
         plants["mask_rgb"] = [str(masks_dir / f"{Path(p).stem}.png") for p in plants["rgb"]]
         plants["mask_rgnir"] = [str(masks_dir / f"{Path(p).stem}.png") for p in plants["rgnir"]]
     report.dropped = sorted(bad)
-    report.plants = plants[~plants["plant_id"].isin(bad)].reset_index(drop=True)
+    # ids compare case-insensitively, as file names do: Train.csv's id_A and Test.csv's id_a are one plant
+    report.plants = plants[~plants["plant_id"].str.lower().isin({b.lower() for b in bad})].reset_index(drop=True)
     return report
 
 
-def _read_test_labels(path: Path, problems: list[Problem]) -> dict[str, str]:
-    if not path.is_file():
-        return {}
-    try:
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
-        problems.append(Problem(str(path), f"cannot parse csv ({str(err).strip()})"))
-        return {}
-    if not {"Image_id", "Label"} <= set(frame.columns):
-        problems.append(Problem(str(path), "missing column(s) Image_id/Label"))
-        return {}
-    return {plant_id_of(i)[0]: label.strip().lower() for i, label in zip(frame["Image_id"], frame["Label"])}
+def _labels_by_plant(csv_path: Path, frame: pd.DataFrame, problems: list[Problem]) -> dict[str, str]:
+    """{plant_id: label} from a csv's Image_id and Label columns; problems for unknown or split labels."""
+    found: dict[str, set[str]] = {}
+    for image_id, label in zip(frame["Image_id"], frame["Label"]):
+        found.setdefault(plant_id_of(image_id)[0], set()).add(label.strip().lower())
+    labels = {}
+    for plant_id, values in found.items():
+        unknown = sorted(values - set(CLASSES))
+        if unknown:
+            problems.append(Problem(str(csv_path), f"plant {plant_id}: unknown label "
+                                    f"{', '.join(repr(u) for u in unknown)} (expected one of "
+                                    f"{', '.join(CLASSES)})", plant_id))
+        elif len(values) != 1:
+            problems.append(Problem(str(csv_path), f"plant {plant_id}: its two images carry different "
+                                    f"labels ({', '.join(sorted(values))})", plant_id))
+        else:
+            labels[plant_id] = values.pop()
+    return labels
 
 
 def _plants_from_csv(csv_path: Path, frame: pd.DataFrame, split: str, index: dict[str, Path],
-                     test_labels: dict[str, str], report: Report) -> list[dict]:
+                     report: Report) -> list[dict]:
     """Turn the csv rows (two per plant) into one record per complete, consistently labelled plant."""
     problems = report.problems
     ids = [i.strip() for i in frame["Image_id"]]
@@ -276,29 +333,12 @@ def _plants_from_csv(csv_path: Path, frame: pd.DataFrame, split: str, index: dic
     pairs, pair_problems = pair_files(dict.fromkeys(ids))  # dedupe, keep order
     for problem in pair_problems:
         problems.append(Problem(str(csv_path), f"row {problem.path}: {problem.message}", problem.plant_id))
-    labels: dict[str, set[str]] = {}
-    if "Label" in frame.columns:
-        for image_id, label in zip(ids, frame["Label"]):
-            labels.setdefault(plant_id_of(image_id)[0], set()).add(label.strip().lower())
+    labels = _labels_by_plant(csv_path, frame.assign(Image_id=ids), problems) if split == "train" else {}
     records = []
     for plant_id, cameras in pairs.items():
-        label = None
-        if split == "train":
-            found = labels.get(plant_id, set())
-            unknown = sorted(found - set(CLASSES))
-            if unknown:
-                problems.append(Problem(str(csv_path), f"plant {plant_id}: unknown label "
-                                        f"{', '.join(repr(u) for u in unknown)} (expected one of "
-                                        f"{', '.join(CLASSES)})", plant_id))
-                continue
-            if len(found) != 1:
-                problems.append(Problem(str(csv_path), f"plant {plant_id}: its two images carry different "
-                                        f"labels ({', '.join(sorted(found))})", plant_id))
-                continue
-            label = found.pop()
-        elif plant_id in test_labels:
-            label = test_labels[plant_id]
-        record = {"plant_id": plant_id, "label": label, "split": split}
+        if split == "train" and plant_id not in labels:
+            continue  # its label problem is already recorded
+        record = {"plant_id": plant_id, "label": labels.get(plant_id), "split": split}
         for camera, image_id in cameras.items():
             path = index.get(plant_id_of(image_id)[0].lower() + ("_rgn" if camera == "rgnir" else ""))
             if path is None:
@@ -314,44 +354,161 @@ def _plants_from_csv(csv_path: Path, frame: pd.DataFrame, split: str, index: dic
     return records
 
 
-def _check_images(plants: pd.DataFrame, masks_dir: Path, report: Report) -> set[str]:
-    """Decode every image (and look for its mask); return the plant ids with unreadable files."""
+@dataclass(frozen=True)
+class _Decoded:
+    """What decoding one image found: its size, a conversion note or an error, and two hashes."""
+
+    size: tuple[int, int] | None = None
+    note: str | None = None
+    error: str | None = None
+    pixels: str | None = None            # content hash of the decoded pixels
+    looks: np.ndarray | None = None      # perceptual hash, 256 bits as 32 bytes
+
+
+def is_landscape_5_4(width: int, height: int) -> bool:
+    """True for a photo in the challenge's 5:4 landscape shape (height within a pixel of 4/5 width)."""
+    return abs(height - width / ASPECT) <= 1
+
+
+def _check_images(plants: pd.DataFrame, masks_dir: Path, report: Report) -> None:
+    """Decode every image and record what is wrong with it, with its plant's pair, or between plants.
+
+    Per image: unreadable or truncated, mask missing. Per plant: its two photos differ in size, or
+    are not 5:4 landscape. Across plants: identical pixels under two ids (a problem) and photos of two
+    plants that look almost the same (a warning).
+    """
+    plants = plants.drop_duplicates(["rgb", "rgnir"])  # a plant listed in both csv files: decode it once
     jobs = [(plant_id, path) for plant_id, rgb, rgnir in zip(plants["plant_id"], plants["rgb"],
                                                              plants["rgnir"]) for path in (rgb, rgnir)]
     # PIL releases the GIL while decoding, so threads give a real speed-up on large folders
     with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
         outcomes = list(pool.map(_decode_quietly, (path for _, path in jobs)))
-    bad = set()
-    for (plant_id, path), (size, note, error) in zip(jobs, outcomes):
-        if error:
-            report.problems.append(Problem(path, error, plant_id))
-            bad.add(plant_id)
+    problems = report.problems
+    for (plant_id, path), found in zip(jobs, outcomes):
+        if found.error:
+            problems.append(Problem(path, found.error, plant_id))
             continue
-        report.image_sizes[size] += 1
-        if note:
-            report.notes.append(Problem(path, note, plant_id))
+        report.image_sizes[found.size] += 1
+        if found.note:
+            report.notes.append(Problem(path, found.note, plant_id))
         if masks_dir.is_dir() and not (masks_dir / f"{Path(path).stem}.png").is_file():
-            report.problems.append(Problem(str(masks_dir / f"{Path(path).stem}.png"), "mask missing",
-                                           plant_id))
-            bad.add(plant_id)
-    return bad
+            problems.append(Problem(str(masks_dir / f"{Path(path).stem}.png"), "mask missing", plant_id))
+    for i in range(0, len(jobs), 2):  # the plant's two photos: one size, 5:4 landscape
+        (plant_id, rgb), (_, rgnir) = jobs[i], jobs[i + 1]
+        (w_rgb, h_rgb), (w_rgnir, h_rgnir) = outcomes[i].size or (0, 0), outcomes[i + 1].size or (0, 0)
+        if not (w_rgb and w_rgnir):
+            continue
+        if (w_rgb, h_rgb) != (w_rgnir, h_rgnir):
+            problems.append(Problem(rgnir, f"{w_rgnir}x{h_rgnir}, but the RGB photo of its plant "
+                                    f"({Path(rgb).name}) is {w_rgb}x{h_rgb}: the two photos of a plant "
+                                    "must have one size", plant_id))
+        elif not is_landscape_5_4(w_rgb, h_rgb):
+            problems.append(Problem(rgb, f"this photo and {Path(rgnir).name} are {w_rgb}x{h_rgb}, not 5:4 "
+                                    "landscape like the challenge's 500x400; rice-lab resizes every photo to "
+                                    "5:4, which would squash these: crop them to 5:4", plant_id))
+    first_seen: dict[str, tuple[str, str]] = {}
+    for (plant_id, path), found in zip(jobs, outcomes):
+        if found.pixels is None:
+            continue
+        if found.pixels in first_seen:
+            other_plant, other_path = first_seen[found.pixels]
+            problems.append(Problem(path, f"identical to {Path(other_path).name} (same pixels; plant "
+                                    f"{other_plant}): one photo under two ids", plant_id,
+                                    other_plant if other_plant != plant_id else None))
+        else:
+            first_seen[found.pixels] = (plant_id, path)
+    # near-duplicates among distinct pictures (exact copies are problems already)
+    unique = [(plant_id, path, found.looks) for (plant_id, path), found in zip(jobs, outcomes)
+              if found.looks is not None and first_seen[found.pixels][1] == path]
+    if unique:
+        hashes = np.stack([looks for _, _, looks in unique])
+        for i, j, bits in near_duplicates(hashes, [plant_id for plant_id, _, _ in unique]):
+            (plant_a, path_a, _), (plant_b, path_b, _) = unique[i], unique[j]
+            report.warnings.append(Problem(path_b, f"looks almost the same as {Path(path_a).name} (plant "
+                                           f"{plant_a}; {bits} of 256 perceptual-hash bits differ): the same "
+                                           "plant photographed twice?", plant_b, plant_a))
 
 
-def _decode_quietly(path: str) -> tuple[tuple[int, int] | None, str | None, str | None]:
-    """(size, conversion note, error message) for one image, never raising."""
+def perceptual_hash(image: Image.Image) -> np.ndarray:
+    """A 256-bit difference hash (32 bytes): is each of 16 x 16 cells brighter than its right neighbour?
+
+    Re-encoding, resizing or a mild change of brightness moves few bits; another picture about half.
+    """
+    grey = np.asarray(image.convert("L").resize((17, 16), Image.BILINEAR), dtype=np.int16)
+    return np.packbits(grey[:, 1:] > grey[:, :-1])
+
+
+def _differing_bits(block: np.ndarray, hashes: np.ndarray) -> np.ndarray:
+    """(len(block), len(hashes)) Hamming distances between 32-byte hashes."""
+    a, b = block.view(np.uint64), hashes.view(np.uint64)  # 4 words each
+    if hasattr(np, "bitwise_count"):  # numpy >= 2: one instruction per word
+        return np.bitwise_count(a[:, None, :] ^ b[None, :, :]).sum(axis=2, dtype=np.int64)
+    table = np.array([bin(i).count("1") for i in range(256)], dtype=np.int64)
+    return table[block[:, None, :] ^ hashes[None, :, :]].sum(axis=2)
+
+
+def near_duplicates(hashes: np.ndarray, groups: list[str], max_bits: int = NEAR_DUPLICATE_BITS,
+                    chunk: int = 512) -> list[tuple[int, int, int]]:
+    """Pairs (i, j, differing bits), i < j, of perceptual hashes at most ``max_bits`` apart.
+
+    Pairs within one group (the two cameras of one plant, which show one scene) are left out.
+    """
+    hashes = np.ascontiguousarray(hashes, dtype=np.uint8)
+    groups_array = np.asarray(groups)
+    pairs = []
+    for start in range(0, len(hashes), chunk):
+        distance = _differing_bits(hashes[start:start + chunk], hashes[start:])  # j >= start only
+        rows, cols = np.nonzero(distance <= max_bits)
+        for row, col in zip(rows, cols):
+            i, j = start + int(row), start + int(col)
+            if i < j and groups_array[i] != groups_array[j]:
+                pairs.append((i, j, int(distance[row, col])))
+    return sorted(pairs)
+
+
+def _decode_quietly(path: str) -> _Decoded:
+    """Decode one image and hash it, never raising: errors come back as messages."""
     try:
         image, note = _open_rgb(Path(path))
     except DataError as err:
-        return None, None, str(err).split(": ", 1)[-1]
-    return image.size, note, None
+        return _Decoded(error=str(err).split(": ", 1)[-1])
+    pixels = hashlib.sha256(f"{image.size}".encode() + image.tobytes()).hexdigest()
+    return _Decoded(size=image.size, note=note, pixels=pixels, looks=perceptual_hash(image))
 
 
-def read_zindi(root: str | Path, skip_bad: bool = False, check_images: bool = True) -> pd.DataFrame:
-    """Return one row per plant; raise DataError listing every problem unless ``skip_bad``."""
+def read_zindi(root: str | Path, skip_bad: bool = False, check_images: bool = True,
+               test_labels: bool = False) -> pd.DataFrame:
+    """Return one row per plant; raise DataError listing every problem unless ``skip_bad``.
+
+    Test plants have no ``label``. ``test_labels=True`` adds their labels as a separate
+    ``test_label`` column (empty for training plants), for an explicit evaluation on the test split;
+    it needs ``TestLabels.csv``, which only the synthetic data has. Near-duplicate photos are
+    reported as a :class:`NearDuplicateWarning`, not an error.
+    """
     report = scan_zindi(root, check_images=check_images)
     if report.problems and not (skip_bad and len(report.plants)):
         raise DataError(format_problems(report))
-    return report.plants
+    if report.warnings:
+        shown = "\n".join(f"  {w}" for w in report.warnings[:5])
+        more = f"\n  ... and {len(report.warnings) - 5} more" if len(report.warnings) > 5 else ""
+        warnings.warn(f"{report.root}: {len(report.warnings)} near-duplicate photo pair(s):\n{shown}{more}",
+                      NearDuplicateWarning, stacklevel=2)
+    plants = report.plants
+    if test_labels:
+        if not (report.root / "TestLabels.csv").is_file():
+            raise DataError(f"{report.root / 'TestLabels.csv'}: not found, so the test plants' labels are "
+                            "unknown (the challenge never published them; the synthetic data ships them)")
+        plants = plants.assign(test_label=[report.test_labels.get(p) if split == "test" else None
+                                           for p, split in zip(plants["plant_id"], plants["split"])])
+    return plants
+
+
+def read_test_labels(root: str | Path) -> pd.Series:
+    """The test plants' labels from ``TestLabels.csv``, indexed by plant id, named ``test_label``."""
+    plants = read_zindi(root, check_images=False, test_labels=True)
+    test = plants[plants["split"] == "test"]
+    return pd.Series(test["test_label"].to_numpy(), index=pd.Index(test["plant_id"], name="plant_id"),
+                     name="test_label")
 
 
 def format_problems(report: Report) -> str:
