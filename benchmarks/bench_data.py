@@ -1,9 +1,10 @@
 """Speed of the data layer: generate 2,000 plants at 128 px, then read them back, on 2 CPU cores.
 
-    python benchmarks/bench_data.py [--plants 2000] [--size 128] [--cores 2] [--keep PATH]
+    python benchmarks/bench_data.py [--plants 2000] [--width 128] [--cores 2] [--keep PATH]
 
 Generation runs in ``--cores`` worker processes; reading is :func:`rice_lab.data.read_zindi`, which
-decodes every image and checks every mask. The process is pinned to ``--cores`` CPUs where the
+decodes every image, checks every mask and compares every photo with every other (pixel hash and
+perceptual hash, for duplicates). The process is pinned to ``--cores`` CPUs where the
 system allows it, so the figures compare across machines. Target: both steps in under a minute.
 """
 
@@ -32,16 +33,16 @@ def pin_to_cores(cores: int) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--plants", type=int, default=2000)
-    parser.add_argument("--size", type=int, default=128)
+    parser.add_argument("--width", type=int, default=128, help="image width in px (height: 4/5 of it)")
     parser.add_argument("--cores", type=int, default=2)
     parser.add_argument("--keep", type=Path, default=None, help="write here and keep it (default: a temp dir)")
     args = parser.parse_args(argv)
 
-    print(f"bench_data: {args.plants} plants at {args.size} px, {pin_to_cores(args.cores)}")
+    print(f"bench_data: {args.plants} plants at {args.width} px wide, {pin_to_cores(args.cores)}")
     with tempfile.TemporaryDirectory() as scratch:
         root = args.keep or Path(scratch) / "synthetic"
         start = time.perf_counter()
-        synthesize(root, SynthConfig(plants=args.plants, size=args.size, workers=args.cores), progress=False)
+        synthesize(root, SynthConfig(plants=args.plants, width=args.width, workers=args.cores), progress=False)
         generate_s = time.perf_counter() - start
         start = time.perf_counter()
         plants = read_zindi(root)

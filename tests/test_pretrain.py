@@ -183,9 +183,9 @@ def test_presets_follow_the_original_recipe():
 def test_probes_score_the_run_and_its_random_start(finished_run, synth_root):
     from rice_lab.data.zindi import read_zindi
     from rice_lab.models import load_encoder
-    from rice_lab.ssl.probe import knn_accuracy, linear_probe_accuracy
+    from rice_lab.evaluate import knn_accuracy, linear_probe_accuracy
 
     plants = read_zindi(synth_root)
     for encoder in (load_encoder(finished_run), load_encoder(finished_run / "checkpoints" / "step-000000.pt")):
-        assert 0.0 <= knn_accuracy(encoder, plants, k=5) <= 1.0
-        assert 0.0 <= linear_probe_accuracy(encoder, plants, camera="rgnir") <= 1.0
+        assert 0.0 <= knn_accuracy(encoder, plants, k=5).accuracy <= 1.0
+        assert 0.0 <= linear_probe_accuracy(encoder, plants, camera="rgnir").accuracy <= 1.0

@@ -30,7 +30,7 @@ def test_default_cpu_tiny_run_beats_its_random_start_on_the_disease(book_data, t
     from rice_lab.data.zindi import read_zindi
     from rice_lab.models import load_encoder
     from rice_lab.runs import list_checkpoints
-    from rice_lab.ssl.probe import compare_encoders
+    from rice_lab.evaluate import compare_encoders
 
     out = tmp_path / "cpu-tiny-paired"
     command = [sys.executable, "-m", "rice_lab.cli", "pretrain", str(book_data), "--preset", "cpu-tiny",

@@ -41,3 +41,26 @@ def edit_csv(path: Path, edit) -> None:
     """Apply ``edit(frame) -> frame`` to a csv file in place."""
     frame = pd.read_csv(path, dtype=str)
     edit(frame).to_csv(path, index=False)
+
+
+def write_plants(root: Path, plants: list[tuple[str, str, str, np.ndarray, np.ndarray]]) -> Path:
+    """A folder from arrays: (plant_id, split, label, rgb, rgnir) per plant, saved losslessly (PNG).
+
+    Test plants' labels go to ``TestLabels.csv``, as the synthetic data writes them.
+    """
+    images = root / "images"
+    images.mkdir(parents=True)
+    train, test, test_labels = [], [], []
+    for plant_id, split, label, rgb, rgnir in plants:
+        Image.fromarray(rgb).save(images / f"{plant_id}.png")
+        Image.fromarray(rgnir).save(images / f"{plant_id}_rgn.png")
+        names = [f"{plant_id}.png", f"{plant_id}_rgn.png"]
+        if split == "train":
+            train += [(name, label) for name in names]
+        else:
+            test += names
+            test_labels += [(name, label) for name in names]
+    pd.DataFrame(train, columns=["Image_id", "Label"]).to_csv(root / "Train.csv", index=False)
+    pd.DataFrame({"Image_id": test}).to_csv(root / "Test.csv", index=False)
+    pd.DataFrame(test_labels, columns=["Image_id", "Label"]).to_csv(root / "TestLabels.csv", index=False)
+    return root

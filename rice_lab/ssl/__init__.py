@@ -11,9 +11,7 @@ The pieces, each usable and tested alone::
     pretrain(config, resume=False) -> run_dir         (rice_lab.ssl.pretrain; imports fastai)
     cached_pretrain(config) -> run_dir                (reuse / resume / retrain; CLI --if-needed)
     build_learner(config, plants) / find_lr(config)   (the same Learner, for notebooks and lr_find)
-    knn_accuracy / linear_probe_accuracy(encoder, plants, camera="rgb", target="label")
-                                                      (rice_lab.ssl.probe; target: any column)
-    compare_encoders({name: encoder}, plants, baseline) -> cross-validated accuracies and paired gains
+    knn_accuracy / linear_probe_accuracy / compare_encoders: probes of an encoder, in rice_lab.evaluate
 """
 
 from rice_lab.ssl.loss import swav_codes, swav_loss
