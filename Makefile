@@ -25,11 +25,14 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[course,dev]'
 	touch $@
 
-# The embedded dataset: regenerated only when the generator or its settings change.
+# The embedded datasets (the default and its same-lesion-colours variant): regenerated only when the
+# generator or its settings change.
 data: $(DATA)/.complete
 
 $(DATA)/.complete: $(STAMP) $(wildcard rice_lab/data/synthetic/*.py) rice_lab/data/zindi.py Makefile
 	$(BIN)/rice-lab data synth $(DATA) --plants $(PLANTS) --width $(WIDTH) --seed $(SEED)
+	$(BIN)/rice-lab data synth $(DATA)-same-lesion-colours --plants $(PLANTS) --width $(WIDTH) --seed $(SEED) \
+		--same-lesion-colours  # the data chapter's variant: lesions of one colour recipe
 	$(BIN)/rice-lab data validate $(DATA)
 	rm -rf book/_build/.jupyter_cache  # pages computed on the old data must run again
 	touch $@
@@ -56,4 +59,4 @@ bench: data
 	for script in benchmarks/bench_*.py benchmarks/data_baselines.py; do $(BIN)/python $$script || exit 1; done
 
 clean:
-	rm -rf book/_build $(DATA) $(RUNS)
+	rm -rf book/_build $(DATA) $(DATA)-same-lesion-colours $(RUNS)

@@ -1,6 +1,6 @@
 """How hard is the synthetic dataset, and why? Three baselines, on the default data and its variant.
 
-    python benchmarks/data_baselines.py [--data PATH] [--epochs 30] [--seeds 0] [--skip-variant]
+    python benchmarks/data_baselines.py [--data PATH] [--epochs 45] [--seeds 0] [--skip-variant]
 
 Trains a colour-histogram logistic regression, a shape-blind per-pixel MLP and a small CNN
 (rice_lab.evaluate) on the training plants of the default dataset (``--data``, default
@@ -45,7 +45,7 @@ def run(root: Path, epochs: int, seeds: list[int]) -> dict[str, list[float]]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=Path(os.environ.get("RICE_LAB_DATA", "data/synthetic")))
-    parser.add_argument("--epochs", type=int, default=30, help="training epochs of both networks")
+    parser.add_argument("--epochs", type=int, default=45, help="training epochs of both networks")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="training seeds (the data stays)")
     parser.add_argument("--skip-variant", action="store_true", help="the default data only")
     args = parser.parse_args(argv)
