@@ -46,8 +46,9 @@ def colour_spots(image, k, top, left):
 
 def shape_spots(image, k, top, left):
     """Nine dark pixels in one of three shapes: a horizontal line, a vertical line, a square."""
-    rows, cols = [(slice(top + 1, top + 2), slice(left - 3, left + 6)), (slice(top - 3, top + 6), slice(left + 1, left + 2)),
-                  (slice(top, top + 3), slice(left, left + 3))][k]
+    rows, cols = [(slice(top + 1, top + 2), slice(left - 3, left + 6)),   # 1 x 9
+                  (slice(top - 3, top + 6), slice(left + 1, left + 2)),   # 9 x 1
+                  (slice(top, top + 3), slice(left, left + 3))][k]        # 3 x 3
     image[rows, cols] = 40
 
 

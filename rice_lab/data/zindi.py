@@ -297,7 +297,8 @@ def scan_zindi(root: str | Path, check_images: bool = True) -> Report:
         plants["mask_rgnir"] = [str(masks_dir / f"{Path(p).stem}.png") for p in plants["rgnir"]]
     report.dropped = sorted(bad)
     # ids compare case-insensitively, as file names do: Train.csv's id_A and Test.csv's id_a are one plant
-    report.plants = plants[~plants["plant_id"].str.lower().isin({b.lower() for b in bad})].reset_index(drop=True)
+    keep = ~plants["plant_id"].str.lower().isin({b.lower() for b in bad})
+    report.plants = plants[keep].reset_index(drop=True)
     return report
 
 
@@ -404,8 +405,8 @@ def _check_images(plants: pd.DataFrame, masks_dir: Path, report: Report) -> None
                                     "must have one size", plant_id))
         elif not is_landscape_5_4(w_rgb, h_rgb):
             problems.append(Problem(rgb, f"this photo and {Path(rgnir).name} are {w_rgb}x{h_rgb}, not 5:4 "
-                                    "landscape like the challenge's 500x400; rice-lab resizes every photo to "
-                                    "5:4, which would squash these: crop them to 5:4", plant_id))
+                                    "landscape like the challenge's 500x400; pre-training and the probes decode "
+                                    "every photo at 5:4, which would squash these: crop them to 5:4", plant_id))
     first_seen: dict[str, tuple[str, str]] = {}
     for (plant_id, path), found in zip(jobs, outcomes):
         if found.pixels is None:

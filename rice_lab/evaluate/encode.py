@@ -58,8 +58,9 @@ def encode(encoder: nn.Module, images: torch.Tensor, camera: str,
     The photos go through what the encoder was trained with: resized (keeping their shape) to
     ``height`` if given, else the photo height it was trained on (``encoder.photo_size``), else left
     as they are; normalised by ``stats`` (mean, std) if given, else by the statistics stored for this
-    camera (``encoder.normalization[camera]``), else by the photos' own. The encoder runs in eval mode, in batches, without gradients,
-    on its own device; its training mode is restored afterwards. Features come back on the CPU.
+    camera (``encoder.normalization[camera]``), else by the photos' own. The encoder runs in eval
+    mode, in batches, without gradients, on its own device; its training mode is restored afterwards.
+    Features come back on the CPU.
     """
     if camera not in CAMERAS:
         raise ConfigError(f"camera={camera!r}: choose one of {', '.join(CAMERAS)}")
