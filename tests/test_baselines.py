@@ -2,8 +2,8 @@
 
 Two small hand-made datasets pin what each model can see: classes that differ only in the colour of a
 spot (every model can tell them apart), and classes whose spots have one colour and one pixel count
-but different shapes (only the CNN can). The slow test at the end checks, on the book's default
-synthetic data, the ordering the data chapter reports.
+but different shapes (only the CNN can). The slow test at the end checks the ordering the data
+chapter reports on a fresh dataset of the book's kind.
 """
 
 from __future__ import annotations
@@ -123,19 +123,21 @@ def test_training_is_seeded_and_counted_in_epochs(colour_coded):
 
 @pytest.mark.slow
 def test_the_ordering_the_data_card_reports_holds_on_fresh_default_data(tmp_path):
-    """Histograms near chance, the shape-blind MLP far above them, the small CNN above it.
+    """Histograms near chance, the shape-blind MLP far above them, the small CNN above the MLP.
 
-    On data the book does not use (seed 1 of the default config: 600 plants, 128 px), trained as the
-    data chapter trains. Over data seeds 0 to 4 the margins were at least: MLP - histograms 0.XX,
-    CNN - MLP 0.XX (see benchmarks/README.md). About 2.5 minutes on 2 cores.
+    On data the book does not use (seed 1 of the default config: 600 plants, 128 px, 180 test
+    plants), trained as the data chapter trains (45 epochs), with training seed 1 too. Measured
+    (histograms / MLP / CNN): seed 0 (the book's data) 0.400 / 0.761 / 0.911, seed 1 0.333 / 0.750 /
+    0.833. At 30 epochs the CNN's lead was not reliable (seed 1: MLP 0.717, CNN 0.711), hence 45.
+    Two threads; about four minutes on two idle cores (the MLP's 45 epochs are most of it).
     """
     root = synthesize(tmp_path / "rice", SynthConfig(seed=1, workers=2), progress=False)
     plants = read_zindi(root, test_labels=True)
     histogram = colour_histogram_baseline(plants, on="test").accuracy
-    blind = train_pixel_mlp(plants, on="test", epochs=30, threads=2).accuracy
-    cnn = train_small_cnn(plants, on="test", epochs=30, threads=2).accuracy
+    blind = train_pixel_mlp(plants, on="test", epochs=45, seed=1, threads=2).accuracy
+    cnn = train_small_cnn(plants, on="test", epochs=45, seed=1, threads=2).accuracy
     scores = f"histograms {histogram:.3f}, per-pixel MLP {blind:.3f}, CNN {cnn:.3f}"
     assert histogram < 0.5, scores
-    assert blind > histogram + 0.15, scores
+    assert blind > histogram + 0.2, scores
     assert cnn > blind, scores
     assert blind - 1 / 3 > (cnn - 1 / 3) / 2, scores  # most of the CNN's margin over chance is local colour
