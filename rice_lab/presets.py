@@ -195,7 +195,7 @@ PRESETS: dict[str, PretrainConfig] = {
         swav=SwAVSettings(freeze_prototypes_steps=0, queue_factor=64, queue_start=0.5, queue_fill="crop-0"),
         batch_size=32, epochs=600, lr=1e-4, wd=1e-6, moms=(0.95, 0.85, 0.95), precision="fp16",
         checkpoint_every=500, resume_every=200, workers=2),
-    # The winning encoder family: res2next50 (timm), with gpu-paper's recipe (paired views).
+    # The author's final encoder: res2next50 (timm), with gpu-paper's recipe (paired views).
     "gpu-res2next50": PretrainConfig(
         encoder="res2next50", crops=CropSpec(size=128), swav=SwAVSettings(queue_factor=64, queue_start=0.5),
         batch_size=32, epochs=600, lr=1e-4, wd=1e-6, moms=(0.95, 0.85, 0.95), precision="fp16",
