@@ -49,12 +49,10 @@ def _cmd_pretrain(args: argparse.Namespace) -> int:
     config = get_preset(args.preset, data=str(args.data), out=str(args.out), views=args.views,
                         epochs=args.epochs, seed=args.seed, batch_size=args.batch_size, lr=args.lr,
                         encoder=args.encoder, init=args.init, precision=args.precision,
+                        photo_height=args.photo_height, crops={"size": args.crop_size} if args.crop_size else None,
                         threads=args.threads, workers=args.workers,
-                        checkpoint_every=args.checkpoint_every, resume_every=args.resume_every)
-    if args.pretrained:
-        config.pretrained = True
-    if args.no_progress:
-        config.progress = False
+                        checkpoint_every=args.checkpoint_every, resume_every=args.resume_every,
+                        pretrained=True if args.pretrained else None, progress=False if args.no_progress else None)
     if args.lr_find:
         from rice_lab.ssl.pretrain import find_lr
 
@@ -120,9 +118,12 @@ def build_parser() -> argparse.ArgumentParser:
     synth.set_defaults(func=_cmd_data_synth)
 
     pre = commands.add_parser("pretrain", help="SwAV self-supervised pre-training of an encoder",
-                              description="SwAV pre-training; under torchrun, one process per device.")
+                              description="SwAV pre-training; under torchrun, one process per device. "
+                                          "No run is ever deleted: --if-needed moves a stale one aside.")
     pre.add_argument("data", type=Path, help="Zindi-layout folder (real or synthetic)")
-    pre.add_argument("--preset", default="cpu-tiny", help="cpu-tiny | cpu-small | gpu-paper | gpu-res2next50")
+    pre.add_argument("--preset", default="cpu-tiny",
+                     help="cpu-tiny | cpu-small | gpu-paper (paired cameras, rice-lab's recipe) | "
+                          "gpu-paper-as-published (RGB only, as the published notebook ran) | gpu-res2next50")
     pre.add_argument("--out", type=Path, required=True, help="run directory to create (or resume)")
     pre.add_argument("--views", choices=["paired", "rgb", "rgnir", "mixed"], default=None,
                      help="which camera each crop comes from (default: the preset's, paired)")
@@ -132,10 +133,16 @@ def build_parser() -> argparse.ArgumentParser:
     again.add_argument("--resume", action="store_true", help="continue the run in --out from its last state")
     again.add_argument("--if-needed", action="store_true",
                        help="reuse a finished run in --out made with these settings and data, resume an "
-                            "unfinished one, retrain one made otherwise")
+                            "unfinished one; a run made otherwise (or unreadable) is moved to "
+                            "<out>.stale-<UTC time> beside it, never deleted, and a new run starts. "
+                            "Output, data path, threads, workers, progress and checkpoint/resume "
+                            "intervals never make a run stale")
     pre.add_argument("--batch-size", type=int, default=None, help="per process")
     pre.add_argument("--lr", type=float, default=None)
     pre.add_argument("--encoder", default=None, help="xresnet18/34/50, xresnet-tiny, any timm name")
+    pre.add_argument("--crop-size", type=int, default=None, help="side of the large crops, px")
+    pre.add_argument("--photo-height", type=int, default=None,
+                     help="height photos are decoded to before cropping, px (default: the preset's)")
     pre.add_argument("--pretrained", action="store_true", help="start from timm ImageNet weights")
     pre.add_argument("--init", default=None, help="start the encoder from a local checkpoint or run dir")
     pre.add_argument("--precision", choices=["auto", "fp16", "bf16", "fp32"], default=None)

@@ -1,13 +1,20 @@
-"""Run directories: manifest, metrics, checkpoints written atomically, and resume.
+"""Run directories as plain I/O: manifest, metrics, atomic saves, checkpoints, resume state, run cache.
 
-Layout of a pre-training run::
+Nothing here knows fastai or what a stage trains; a stage (pre-training, fine-tuning) passes its
+own config dict and its own list of settings that do not change the result. Layout::
 
     run_dir/
-      manifest.json          config, seed, versions, data fingerprint, git commit
+      manifest.json          kind, config, seed, versions, data fingerprint, git commit, format
       metrics.csv            step, epoch, kind (train/valid), loss, lr
-      last.pt                full resume state (model, optimiser, queue, step, RNG states)
-      checkpoints/step-000120.pt   encoder snapshots on a schedule, for studying the representation
-      encoder.pt             the final encoder (what fine-tuning reads)
+      last.pt                full resume state (written by the stage's training callback)
+      checkpoints/step-000120.pt   snapshots on a schedule, for studying how the model changes
+      encoder.pt             the stage's result (its name is the stage's choice)
+
+Every ``.pt`` file holds plain dicts, lists, numbers, strings and tensors, so it loads with
+``torch.load(..., weights_only=True)``: opening a run never runs code stored in it.
+
+A run is never deleted here. A run that no longer matches its config is moved aside by
+:func:`set_aside` to ``<run_dir>.stale-<UTC time>`` beside it.
 """
 
 from __future__ import annotations
@@ -21,8 +28,9 @@ import subprocess
 import sys
 import tempfile
 from datetime import datetime, timezone
+from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 import numpy as np
 import torch
@@ -30,6 +38,9 @@ import torch
 from rice_lab.errors import CheckpointError
 
 METRICS_FIELDS = ("step", "epoch", "kind", "loss", "lr")
+# Version of what a run directory holds. 2: nested configs and named random streams
+# (rice_lab.seeding); a run of an older format cannot be continued bit-for-bit by this code.
+RUN_FORMAT = 2
 
 
 def atomic_save(obj: Any, path: str | Path) -> Path:
@@ -39,7 +50,7 @@ def atomic_save(obj: Any, path: str | Path) -> Path:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
-            torch.save(obj, handle)
+            torch.save(plain(obj), handle)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
@@ -61,6 +72,38 @@ def atomic_write_text(text: str, path: str | Path) -> Path:
     return path
 
 
+def plain(obj: Any) -> Any:
+    """``obj`` with numpy values and list-like containers turned into what ``weights_only`` loads.
+
+    numpy arrays become tensors, numpy scalars Python numbers, other sequences (fastcore's ``L``)
+    lists; dicts, lists, tuples, tensors, numbers, strings and None stay as they are.
+    """
+    if isinstance(obj, np.generic):  # before the Python types: np.float64 is also a float
+        return obj.item()
+    if isinstance(obj, torch.Tensor) or obj is None or isinstance(obj, (bool, int, float, str)):
+        return obj
+    if isinstance(obj, np.ndarray):
+        return torch.from_numpy(obj.copy())
+    if isinstance(obj, dict):
+        return {key: plain(value) for key, value in obj.items()}
+    if isinstance(obj, tuple):
+        return tuple(plain(value) for value in obj)
+    if isinstance(obj, (list,)) or hasattr(obj, "__iter__") and hasattr(obj, "__len__"):
+        return [plain(value) for value in obj]
+    return obj
+
+
+def load_checkpoint(path: str | Path) -> dict:
+    """A rice-lab ``.pt`` file, loaded with ``weights_only=True``; CheckpointError naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint not found")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - a truncated or foreign file: say which
+        raise CheckpointError(f"{path}: cannot read checkpoint ({str(err).splitlines()[0]})") from err
+
+
 def git_commit(cwd: str | Path | None = None) -> str | None:
     """The current git commit of the rice-lab source tree, or None outside a repository."""
     cwd = cwd or Path(__file__).resolve().parent
@@ -73,31 +116,126 @@ def git_commit(cwd: str | Path | None = None) -> str | None:
 
 
 def versions() -> dict[str, str]:
-    """Versions of Python and the libraries a run's numbers depend on."""
-    import fastai
-    import timm
-
+    """Versions of Python and the libraries a run's numbers depend on (read, not imported)."""
     from rice_lab import __version__
 
-    return {"python": platform.python_version(), "torch": torch.__version__, "fastai": fastai.__version__,
-            "timm": timm.__version__, "numpy": np.__version__, "rice_lab": __version__}
+    found = {"python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__,
+             "rice_lab": __version__}
+    for name in ("fastai", "timm"):
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            found[name] = "not installed"
+    return found
 
 
-def write_manifest(run_dir: Path, config: dict, fingerprint: str, extra: dict | None = None) -> Path:
-    """Write ``manifest.json``: what produced this run, enough to rerun it."""
-    manifest = {"kind": "pretrain", "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                "config": config, "seed": config.get("seed"), "data_fingerprint": fingerprint,
-                "git_commit": git_commit(), "versions": versions(), "command": sys.argv,
-                **(extra or {})}
-    return atomic_write_text(json.dumps(manifest, indent=2, default=str) + "\n", run_dir / "manifest.json")
+def stored_form(config: dict) -> dict:
+    """``config`` as ``manifest.json`` stores it: Paths become strings, tuples lists."""
+    return json.loads(json.dumps(config, default=str))
+
+
+def write_manifest(run_dir: Path, kind: str, config: dict, fingerprint: str,
+                   extra: dict | None = None) -> Path:
+    """Write ``manifest.json``: what produced this run (a ``kind`` of stage), enough to rerun it."""
+    manifest = {"kind": kind, "format": RUN_FORMAT,
+                "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                "config": stored_form(config), "seed": config.get("seed"), "data_fingerprint": fingerprint,
+                "git_commit": git_commit(), "versions": versions(), "command": sys.argv, **(extra or {})}
+    return atomic_write_text(json.dumps(manifest, indent=2, default=str) + "\n", Path(run_dir) / "manifest.json")
 
 
 def read_manifest(run_dir: str | Path) -> dict:
-    """The manifest of a run directory; CheckpointError if there is none."""
+    """The manifest of a run directory; CheckpointError if it is missing or unreadable."""
     path = Path(run_dir) / "manifest.json"
     if not path.is_file():
         raise CheckpointError(f"{path}: not found; is {run_dir} a rice-lab run directory?")
-    return json.loads(path.read_text())
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise CheckpointError(f"{path}: unreadable manifest ({err})") from err
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("config"), dict):
+        raise CheckpointError(f"{path}: not a rice-lab manifest (no config)")
+    return manifest
+
+
+def _flatten(values: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in values.items():
+        if isinstance(value, dict):
+            out.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def config_difference(stored: dict, new: dict, result_free: Iterable[str] = ()) -> list[str]:
+    """Settings that differ between two configs, as ``"name: old -> new"``, compared as stored.
+
+    Both are compared in their JSON form (a Path equals its string), nested settings by dotted
+    name (``crops.size``). Names in ``result_free`` (or below them) never count: they change how
+    a run is carried out, not what it computes.
+    """
+    free = tuple(result_free)
+    old, now = _flatten(stored_form(stored)), _flatten(stored_form(new))
+    changed = sorted(key for key in set(old) | set(now) if old.get(key, "<unset>") != now.get(key, "<unset>")
+                     and not any(key == name or key.startswith(name + ".") for name in free))
+    return [f"{key}: {old.get(key, '<unset>')!r} -> {now.get(key, '<unset>')!r}" for key in changed]
+
+
+def run_mismatch(run_dir: str | Path, kind: str, config: dict, fingerprint: str,
+                 result_free: Iterable[str] = ()) -> str | None:
+    """Why the run in ``run_dir`` is not a ``kind`` run of ``config`` on data ``fingerprint`` (None if it is)."""
+    manifest = read_manifest(run_dir)
+    if manifest.get("format") != RUN_FORMAT:
+        return (f"{run_dir}: made by an older rice-lab (run format {manifest.get('format', 1)}, this one "
+                f"writes {RUN_FORMAT}); it cannot be continued or reused as this config's run")
+    if manifest.get("kind") != kind:
+        return f"{run_dir}: a {manifest.get('kind')!r} run, not a {kind!r} one"
+    changed = config_difference(manifest["config"], config, result_free)
+    if changed:
+        return f"{run_dir}: made with another config ({'; '.join(changed)})"
+    if manifest.get("data_fingerprint") != fingerprint:
+        return (f"{run_dir}: the data changed since this run started "
+                f"(fingerprint {manifest.get('data_fingerprint')} -> {fingerprint})")
+    return None
+
+
+def set_aside(run_dir: str | Path) -> Path:
+    """Move ``run_dir`` to ``<run_dir>.stale-<UTC time>`` beside it (never over an existing path)."""
+    run_dir = Path(run_dir)
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    target = run_dir.with_name(f"{run_dir.name}.stale-{stamp}")
+    n = 1
+    while target.exists():
+        n += 1
+        target = run_dir.with_name(f"{run_dir.name}.stale-{stamp}-{n}")
+    run_dir.rename(target)
+    return target
+
+
+def cache_decision(run_dir: str | Path, kind: str, config: dict, fingerprint: str,
+                   result_free: Iterable[str] = (), result: str = "encoder.pt") -> tuple[str, str | None]:
+    """What to do with ``run_dir`` for this config: ("reuse" | "resume" | "new", note or None).
+
+    "reuse": a finished matching run (its ``result`` file exists); "resume": a matching unfinished
+    one; "new": nothing usable there. A folder in the way (another config or data, an older format,
+    an unreadable manifest, or files without a manifest) is moved aside first with
+    :func:`set_aside`, and the note says where and why. Nothing is deleted.
+    """
+    run_dir = Path(run_dir)
+    if not run_dir.exists() or (run_dir.is_dir() and not any(run_dir.iterdir())):
+        return "new", None
+    if not (run_dir / "manifest.json").is_file():
+        problem = f"{run_dir}: holds files but no manifest.json"
+    else:
+        try:
+            problem = run_mismatch(run_dir, kind, config, fingerprint, result_free)
+        except CheckpointError as err:
+            problem = str(err)
+    if problem is None:
+        return ("reuse" if (run_dir / result).is_file() else "resume"), None
+    moved = set_aside(run_dir)
+    return "new", f"{problem}; moved it to {moved} and starting a new run"
 
 
 def read_metrics(run_dir: str | Path):
@@ -150,8 +288,12 @@ class MetricsLog:
 
 
 def rng_state() -> dict:
-    """Python, NumPy and torch (CPU and CUDA) random states."""
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    """This process's Python, NumPy and torch (CPU and CUDA) random states, as plain values."""
+    kind, key, pos, has_gauss, gauss = np.random.get_state()
+    state = {"python": random.getstate(),
+             "numpy": {"kind": kind, "key": torch.from_numpy(key.astype(np.int64)), "pos": int(pos),
+                       "has_gauss": int(has_gauss), "gauss": float(gauss)},
+             "torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -159,8 +301,11 @@ def rng_state() -> dict:
 
 def set_rng_state(state: dict) -> None:
     """Restore what :func:`rng_state` saved."""
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    numpy = state["numpy"]
+    np.random.set_state((numpy["kind"], numpy["key"].numpy().astype(np.uint32), numpy["pos"],
+                         numpy["has_gauss"], numpy["gauss"]))
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
@@ -172,141 +317,16 @@ def load_resume_state(run_dir: str | Path) -> dict | None:
     if not path.exists():
         return None
     try:
-        return torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as err:  # noqa: BLE001 - atomic writes make this rare; say what to do
-        raise CheckpointError(f"{path}: unreadable resume state ({err}); delete it to restart the "
-                              "run from scratch") from err
+        return load_checkpoint(path)
+    except CheckpointError as err:  # atomic writes make this rare; say what to do
+        raise CheckpointError(f"{err}; move {path} away to restart the run from scratch") from err
 
 
 def list_checkpoints(run_dir: str | Path) -> list[Path]:
-    """Encoder snapshots of a run, in step order (for studying how the representation changes)."""
+    """Snapshots of a run, in step order (for studying how the representation changes)."""
     return sorted((Path(run_dir) / "checkpoints").glob("step-*.pt"))
 
 
 def checkpoint_step(path: str | Path) -> int:
     """The training step a snapshot was taken at, from its name ``step-000120.pt``."""
     return int(Path(path).stem.split("-")[1])
-
-
-# --------------------------------------------------------------------------------------------
-# The fastai callback that keeps a run directory up to date and restores it on resume.
-
-from fastai.callback.core import Callback  # noqa: E402 - kept next to its only user
-
-
-def _distributed() -> bool:
-    import torch.distributed as dist
-
-    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
-
-
-class RunDirCallback(Callback):
-    """Logs metrics, saves encoder snapshots and resume states, and restores a resumed run.
-
-    Only the main process writes; every process takes part in collecting per-process state
-    (the SwAV queue) so that a resumed multi-process run gets each process's own queue back.
-    """
-
-    order = -5  # after TrainEvalCallback (-10) zeroes the counters, before the SwAV callback
-
-    def __init__(self, run_dir: str | Path, checkpoint_every: int = 0, resume_every: int = 0,
-                 resume_state: dict | None = None, stateful: dict | None = None,
-                 meta: dict | None = None, is_main: bool = True) -> None:
-        self.run_dir = Path(run_dir)
-        self.checkpoint_every, self.resume_every = checkpoint_every, resume_every
-        self.resume_state, self.stateful = resume_state, stateful or {}
-        self.meta, self.is_main = meta or {}, is_main
-        self.start_epoch = 0
-
-    @property
-    def net(self) -> torch.nn.Module:
-        return getattr(self.learn.model, "module", self.learn.model)
-
-    def before_fit(self) -> None:
-        self.steps_per_epoch = len(self.dls.train)
-        resume_step = 0
-        if self.resume_state is not None:
-            resume_step = self._restore(self.resume_state)
-        self.start_epoch = resume_step // self.steps_per_epoch
-        if self.is_main:
-            self.metrics_log = MetricsLog(self.run_dir / "metrics.csv", keep_until_step=resume_step)
-            if resume_step == 0:
-                self.snapshot()  # step 0: the random (or ImageNet) starting point, for comparisons
-
-    def _restore(self, state: dict) -> int:
-        self.net.load_state_dict(state["model"])
-        self.learn.opt.load_state_dict(state["opt"])
-        device = next(self.net.parameters()).device
-        for slot in self.learn.opt.state.values():  # saved on the CPU; put it beside the weights
-            for key, value in slot.items():
-                if isinstance(value, torch.Tensor):
-                    slot[key] = value.to(device)
-        self.learn.train_iter = int(state["step"])
-        set_rng_state(state["rng"])
-        per_rank = state.get("stateful", [{}])
-        import torch.distributed as dist
-
-        mine = per_rank[dist.get_rank()] if _distributed() and len(per_rank) == dist.get_world_size() \
-            else per_rank[0]
-        for name, obj in self.stateful.items():
-            if name in mine:
-                obj.load_state_dict(mine[name])
-        return int(state["step"])
-
-    def before_validate(self) -> None:
-        self.valid_losses = []
-
-    def after_batch(self) -> None:
-        if not self.training:
-            self.valid_losses.append(float(self.learn.loss.detach()))
-            return
-        step = self.learn.train_iter  # steps completed (TrainEvalCallback already counted this one)
-        if self.is_main:
-            self.metrics_log.log(step, self.epoch, "train", float(self.learn.loss.detach()), self.opt.hypers[-1]["lr"])
-        if self.checkpoint_every and step % self.checkpoint_every == 0:
-            self.snapshot()
-        # At an epoch's last batch the state is saved after validation instead (after_epoch).
-        if self.resume_every and step % self.resume_every == 0 and step % self.steps_per_epoch:
-            self.save_resume()
-
-    def after_epoch(self) -> None:
-        if self.epoch < self.start_epoch:
-            return  # an epoch skipped on resume
-        if self.is_main and getattr(self, "valid_losses", None):
-            mean = sum(self.valid_losses) / len(self.valid_losses)
-            self.metrics_log.log(self.learn.train_iter, self.epoch, "valid", mean, None)
-        self.save_resume()
-
-    def after_fit(self) -> None:
-        if self.is_main:
-            self.metrics_log.close()
-
-    def snapshot(self) -> None:
-        """Save the encoder (and head, prototypes) at this step under ``checkpoints/``."""
-        if not self.is_main:
-            return
-        step = self.learn.train_iter
-        atomic_save(self.encoder_state(), self.run_dir / "checkpoints" / f"step-{step:06d}.pt")
-
-    def encoder_state(self) -> dict:
-        """What a snapshot or ``encoder.pt`` holds: weights plus what is needed to rebuild them."""
-        net = self.net
-        return {"encoder": net.encoder.state_dict(), "head": net.head.state_dict(),
-                "prototypes": net.prototypes.weight.detach().cpu(), "step": self.learn.train_iter,
-                "epoch": self.epoch, **self.meta}
-
-    def save_resume(self) -> None:
-        """Write ``last.pt``: everything needed to continue bit-for-bit from this step."""
-        stateful = {name: obj.state_dict() for name, obj in self.stateful.items()}
-        per_rank = [stateful]
-        if _distributed():
-            import torch.distributed as dist
-
-            per_rank = [None] * dist.get_world_size()
-            dist.all_gather_object(per_rank, stateful)
-        if not self.is_main:
-            return
-        state = {"model": self.net.state_dict(), "opt": self.learn.opt.state_dict(),
-                 "step": self.learn.train_iter, "epoch": self.epoch, "rng": rng_state(),
-                 "stateful": per_rank, "meta": self.meta}
-        atomic_save(state, self.run_dir / "last.pt")

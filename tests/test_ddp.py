@@ -1,8 +1,10 @@
-"""Several processes on CPU (gloo): distributed sinkhorn equals the single-process one; torchrun pretrain,
-killed and resumed."""
+"""Several processes on CPU (gloo): distributed sinkhorn equals the single-process one; the logged loss
+is the whole batch's; a non-finite loss on one process stops all of them; torchrun pretrain, killed
+and resumed."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -70,8 +72,8 @@ def test_torchrun_two_processes_write_one_run_directory(synth_root, tmp_path):
     train = metrics[metrics.kind == "train"]
     # one row per step, written once (by rank 0); each step saw 2 x 4 plants
     assert train.step.tolist() == list(range(1, len(train) + 1)) and train.loss.notna().all()
-    state = torch.load(out / "last.pt", weights_only=False)
-    assert len(state["stateful"]) == 2  # each process's queue kept for resume
+    state = torch.load(out / "last.pt", weights_only=True)
+    assert len(state["per_process"]) == 2  # each process's queue and random states kept for resume
 
 
 def test_torchrun_killed_then_resumed_if_needed_gives_the_same_weights(synth_root, tmp_path):
@@ -95,18 +97,86 @@ def test_torchrun_killed_then_resumed_if_needed_gives_the_same_weights(synth_roo
     os.killpg(process.pid, signal.SIGKILL)  # the launcher and both workers at once, like a lost node
     process.wait()
     assert not (killed / "encoder.pt").exists()
-    assert 0 < torch.load(killed / "last.pt", weights_only=False)["step"] < n_steps
+    assert 0 < torch.load(killed / "last.pt", weights_only=True)["step"] < n_steps
     manifest = (killed / "manifest.json").read_text()
 
     resumed = subprocess.run(_torchrun(synth_root, killed, *args, "--if-needed"), capture_output=True,
                              text=True, timeout=180, env=ENV, cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert (killed / "manifest.json").read_text() == manifest  # continued, not deleted and redone
-    a = torch.load(straight / "encoder.pt", weights_only=False)["encoder"]
-    b = torch.load(killed / "encoder.pt", weights_only=False)["encoder"]
+    a = torch.load(straight / "encoder.pt", weights_only=True)["encoder"]
+    b = torch.load(killed / "encoder.pt", weights_only=True)["encoder"]
     for name, value in a.items():
         assert torch.equal(value, b[name]), f"{name} differs after a resumed 2-process run"
     import pandas as pd
 
     steps = pd.read_csv(killed / "metrics.csv").query("kind == 'train'").step.tolist()
     assert steps == list(range(1, n_steps + 1))  # no step logged twice, none missing
+
+
+def _pretrain_worker(rank: int, world_size: int, port: int, config: dict, poison: tuple[int, int] | None,
+                     out: str) -> None:
+    """One process of a 2-process ``pretrain``, recording its own losses (and spoiling one if asked)."""
+    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world_size),
+                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    import rice_lab.ssl.callback as callback
+    from rice_lab.errors import TrainingError
+    from rice_lab.presets import PretrainConfig
+    from rice_lab.ssl.pretrain import pretrain
+
+    real_loss, losses = callback.swav_loss, []
+
+    def recording(*args, **kwargs):
+        loss = real_loss(*args, **kwargs)
+        losses.append(float(loss))
+        return loss * float("nan") if poison == (rank, len(losses)) else loss
+
+    callback.swav_loss = recording
+    try:
+        pretrain(PretrainConfig.from_dict(config))
+        message = "finished"
+    except TrainingError as err:
+        message = str(err)
+    Path(out, f"rank{rank}.json").write_text(json.dumps({"message": message, "losses": losses}))
+
+
+def _spawn_pretrain(config: dict, poison, out: Path, timeout: float = 240) -> list[dict]:
+    context = mp.start_processes(_pretrain_worker, args=(2, _free_port(), config, poison, str(out)), nprocs=2,
+                                 join=False, start_method="spawn")
+    deadline = time.time() + timeout
+    try:
+        while not context.join(timeout=1):
+            assert time.time() < deadline, "the processes did not all stop: one is waiting for the other"
+    finally:
+        for process in context.processes:
+            if process.is_alive():
+                process.kill()
+    return [json.loads((out / f"rank{r}.json").read_text()) for r in range(2)]
+
+
+def _config(synth_root: Path, out: Path, **overrides) -> dict:
+    from rice_lab.presets import get_preset
+
+    return get_preset("cpu-tiny", data=str(synth_root), out=str(out), batch_size=4, threads=1, progress=False,
+                      epochs=1, resume_every=1, checkpoint_every=0, **overrides).to_dict()
+
+
+def test_two_processes_log_the_mean_of_their_losses(synth_root, tmp_path):
+    import pandas as pd
+
+    out = tmp_path / "mean"
+    ranks = _spawn_pretrain(_config(synth_root, out), None, tmp_path)
+    assert [r["message"] for r in ranks] == ["finished", "finished"]
+    train = pd.read_csv(out / "metrics.csv").query("kind == 'train'")
+    steps = len(train)
+    mean = [(a + b) / 2 for a, b in zip(ranks[0]["losses"][:steps], ranks[1]["losses"][:steps])]
+    assert max(abs(m - logged) for m, logged in zip(mean, train.loss)) < 2e-6
+    assert max(abs(a - b) for a, b in zip(ranks[0]["losses"][:steps], ranks[1]["losses"][:steps])) > 1e-3
+
+
+def test_a_non_finite_loss_on_one_process_stops_both_with_one_message(synth_root, tmp_path):
+    ranks = _spawn_pretrain(_config(synth_root, tmp_path / "nan"), (1, 3), tmp_path)
+    assert ranks[0]["message"] == ranks[1]["message"]
+    assert "loss became nan at step 2" in ranks[0]["message"] and "on process 1 of 2" in ranks[0]["message"]
+    assert torch.load(tmp_path / "nan" / "last.pt", weights_only=True)["step"] == 2

@@ -48,7 +48,7 @@ def test_photos_are_normalised_by_the_encoders_stored_statistics_for_that_camera
 def test_photos_are_resized_to_the_encoders_photo_height_keeping_their_shape():
     encoder = ChannelMeans()
     assert encode(encoder, grey_photos([9], 8, 10), "rgb")[0, 3:].tolist() == [8, 10]  # as they are
-    encoder.photo_size = 16
+    encoder.photo_height = 16
     assert encode(encoder, grey_photos([9], 8, 10), "rgb")[0, 3:].tolist() == [16, 20]
     assert encode(encoder, grey_photos([9], 8, 10), "rgb", height=4)[0, 3:].tolist() == [4, 5]
 

@@ -1,9 +1,11 @@
 """The SSL issue's promise, end to end: a default ``cpu-tiny`` paired run from the CLI, on the book's
 synthetic data, gives an encoder that reads the disease better than its own random start.
 
-This is the slowest test (about 7.5 minutes on 2 cores): it trains the real preset, 1,600 steps, because
-the disease only shows in the features after 600-900 of them. Seeds 0, 1 and 2 all pass it, by
-3 to 4.5 standard errors on the best camera.
+This is the slowest test (about 8 minutes on 2 idle cores): it trains the real preset, 1,600 steps,
+because the disease only shows in the features after 600-900 of them. It is marked ``slow``; plain
+``pytest`` (``make test``, CI) runs it, ``-m "not slow"`` leaves it out.
+
+False-failure rate: MEASURED_BELOW
 """
 
 from __future__ import annotations
@@ -14,6 +16,9 @@ import sys
 from pathlib import Path
 
 import pytest
+
+# The run's seed; 0 unless set, so the false-failure rate can be measured over other seeds.
+SEED = int(os.environ.get("RICE_LAB_TEST_SEED", "0"))
 
 
 @pytest.fixture(scope="module")
@@ -26,6 +31,7 @@ def book_data(tmp_path_factory) -> Path:
     return root
 
 
+@pytest.mark.slow
 def test_default_cpu_tiny_run_beats_its_random_start_on_the_disease(book_data, tmp_path):
     from rice_lab.data.zindi import read_zindi
     from rice_lab.models import load_encoder
@@ -34,13 +40,15 @@ def test_default_cpu_tiny_run_beats_its_random_start_on_the_disease(book_data, t
 
     out = tmp_path / "cpu-tiny-paired"
     command = [sys.executable, "-m", "rice_lab.cli", "pretrain", str(book_data), "--preset", "cpu-tiny",
-               "--views", "paired", "--out", str(out), "--no-progress"]
+               "--views", "paired", "--seed", str(SEED), "--out", str(out), "--no-progress"]
     result = subprocess.run(command, capture_output=True, text=True, timeout=3600,
                             env={**os.environ, "PYTHONWARNINGS": "ignore"})
     assert result.returncode == 0, result.stderr[-2000:]
     encoders = {"random": load_encoder(list_checkpoints(out)[0]), "pre-trained": load_encoder(out / "encoder.pt")}
     table = compare_encoders(encoders, read_zindi(book_data), baseline="random")
-    linear = table[(table.encoder == "pre-trained") & (table.probe == "linear")]
+    gains = table[table.encoder == "pre-trained"].assign(margin=lambda t: t.gain / t.gain_se)
+    print(f"\nseed {SEED}\n" + gains[["camera", "probe", "gain", "gain_se", "margin"]].round(3).to_string())
+    linear = gains[gains.probe == "linear"]
     assert len(linear) == 2, table
     # Both cameras' linear probes gain, and at least one by more than two standard errors.
     assert (linear.gain > 0).all(), table.round(3).to_string()

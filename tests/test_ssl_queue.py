@@ -67,3 +67,16 @@ def test_swav_model_runs_crops_of_two_sizes():
     embeddings, scores = model(crops)
     assert embeddings.shape == (18, 16) and scores.shape == (18, 10)
     torch.testing.assert_close(embeddings.norm(dim=1), torch.ones(18))
+
+
+def test_a_crop_0_queue_starts_as_random_unit_vectors_and_counts_as_full():
+    from rice_lab.seeding import stream_generator
+
+    queue = EmbeddingQueue.random_start(size=8, dim=5, generator=stream_generator(0, "queue-init", 0))
+    again = EmbeddingQueue.random_start(size=8, dim=5, generator=stream_generator(0, "queue-init", 0))
+    assert queue.full and queue.embeddings.shape == (1, 8, 5) and torch.equal(queue.embeddings, again.embeddings)
+    torch.testing.assert_close(queue.embeddings[0].norm(dim=1), torch.ones(8))
+    [scores] = queue.scores(F.normalize(torch.randn(3, 5), dim=1))
+    assert scores.shape == (8, 3)
+    queue.push([torch.full((2, 5), 7.0)])  # newest first, the random ones leave from the back
+    assert queue.embeddings[0, :2].eq(7).all() and not queue.embeddings[0, 2:].eq(7).any()

@@ -1,8 +1,9 @@
 """SSL views of a plant: which camera each crop comes from, the multi-crop recipe, DataLoaders.
 
-Images are decoded once into memory as uint8 tensors; cropping, rotation, flips and jitter run
-on whole batches (on the GPU when the model is there), driven by a generator seeded from
-(seed, step), so a resumed run sees exactly the crops an uninterrupted one would.
+Images are decoded once into memory as uint8 tensors; cropping, rotation, flips, colour changes and
+blur run on whole batches as tensor operations (on the GPU when the model is there), driven by a
+generator from a named random stream (``rice_lab.seeding``) keyed by the step, so a resumed run sees
+exactly the crops an uninterrupted one would.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from rice_lab.data.zindi import ASPECT, CAMERAS, load_image
 from rice_lab.errors import ConfigError
+from rice_lab.seeding import stream_generator
 
 VIEWS = ("paired", "rgb", "rgnir", "mixed")
 RGB, RGNIR = 0, 1
@@ -27,17 +29,28 @@ IMAGENET_STATS = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 
 @dataclass(frozen=True)
 class CropSpec:
-    """The multi-crop recipe; defaults are the original run's (sizes scale with the preset)."""
+    """The multi-crop recipe and its augmentations; ``size`` is the side of a large crop in px.
 
-    size: int = 128                      # large crops are size x size
+    The defaults are rice-lab's recipe: every crop rotated (up to ``max_rotation``), flipped half
+    the time, its brightness and contrast jittered. The colour jitter, grayscale and blur of the
+    published notebook's library are off unless their probabilities are set (preset
+    ``gpu-paper-as-published``).
+    """
+
+    size: int = 128                      # large crops are size x size px
     n_large: int = 2
     n_small: int = 6
-    small_ratio: float = 0.75            # small crops are 3/4 of the large size
+    small_ratio: float = 0.75            # small crops are 3/4 of the large side
     large_scale: tuple[float, float] = (0.25, 1.0)   # fraction of the photo's area
     small_scale: tuple[float, float] = (0.05, 0.3)
     max_rotation: float = 10.0           # degrees
-    flip: bool = True
-    jitter: float = 0.3                  # brightness / contrast strength (0 = off)
+    rotation_p: float = 1.0              # share of crops rotated (the others keep angle 0)
+    flip: bool = True                    # mirror half of the crops
+    jitter: float = 0.3                  # brightness / contrast strength, every crop (0 = off)
+    color_jitter: float = 0.0            # strength s: brightness, contrast, saturation 0.8 s, hue 0.2 s
+    color_jitter_p: float = 0.0          # share of crops colour-jittered
+    grayscale_p: float = 0.0             # share of crops turned grey
+    blur_p: float = 0.0                  # share of crops blurred (Gaussian, sigma 0.1-2 px)
 
     @property
     def small_size(self) -> int:
@@ -48,20 +61,13 @@ class CropSpec:
         return self.n_large + self.n_small
 
 
-def seed_for(seed: int, *keys: int) -> int:
-    """A 63-bit seed derived from the run seed and integer keys (purpose, step, rank...)."""
-    return int(np.random.SeedSequence([seed, *keys]).generate_state(2, np.uint64)[0] >> np.uint64(1))
-
-
-def generator_for(seed: int, *keys: int) -> torch.Generator:
-    """A CPU torch generator seeded by :func:`seed_for`."""
-    return torch.Generator().manual_seed(seed_for(seed, *keys))
-
-
 def crop_matrices(batch: int, height: int, width: int, scale: tuple[float, float],
                   max_rotation: float, flip: bool, generator: torch.Generator,
-                  ratio: tuple[float, float] = (3 / 4, 4 / 3)) -> torch.Tensor:
-    """Affine maps (batch, 2, 3) for ``F.affine_grid``: random area, aspect, centre, rotation, flip."""
+                  ratio: tuple[float, float] = (3 / 4, 4 / 3), rotation_p: float = 1.0) -> torch.Tensor:
+    """Affine maps (batch, 2, 3) for ``F.affine_grid``: random area, aspect, centre, rotation, flip.
+
+    With ``rotation_p < 1`` only that share of the crops is rotated (one more draw per crop).
+    """
     u = torch.rand(batch, 5, generator=generator, dtype=torch.float64)
     area = (scale[0] + (scale[1] - scale[0]) * u[:, 0]) * height * width
     log_ratio = math.log(ratio[0]) + (math.log(ratio[1]) - math.log(ratio[0])) * u[:, 1]
@@ -73,6 +79,8 @@ def crop_matrices(batch: int, height: int, width: int, scale: tuple[float, float
     angle = torch.deg2rad((2 * u[:, 4] - 1) * max_rotation)
     mirror = torch.where(torch.rand(batch, generator=generator, dtype=torch.float64) < 0.5, -1.0, 1.0) \
         if flip else torch.ones(batch, dtype=torch.float64)
+    if rotation_p < 1:
+        angle = angle * (torch.rand(batch, generator=generator, dtype=torch.float64) < rotation_p)
     cos, sin = torch.cos(angle), torch.sin(angle)
     # Rotation happens in pixel space (not normalised space) so non-square photos are not sheared.
     theta = torch.zeros(batch, 2, 3, dtype=torch.float64)
@@ -86,10 +94,12 @@ def crop_matrices(batch: int, height: int, width: int, scale: tuple[float, float
 
 
 def random_resized_crop(images: torch.Tensor, size: int, scale: tuple[float, float],
-                        max_rotation: float, flip: bool, generator: torch.Generator) -> torch.Tensor:
+                        max_rotation: float, flip: bool, generator: torch.Generator,
+                        rotation_p: float = 1.0, ratio: tuple[float, float] = (3 / 4, 4 / 3)) -> torch.Tensor:
     """One random crop per image, resized to size x size: (B, C, H, W) float -> (B, C, size, size)."""
     batch, channels, height, width = images.shape
-    theta = crop_matrices(batch, height, width, scale, max_rotation, flip, generator).to(images.device)
+    theta = crop_matrices(batch, height, width, scale, max_rotation, flip, generator, ratio,
+                          rotation_p).to(images.device)
     grid = F.affine_grid(theta.to(images.dtype), [batch, channels, size, size], align_corners=False)
     return F.grid_sample(images, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
 
@@ -102,6 +112,87 @@ def brightness_contrast(images: torch.Tensor, strength: float, generator: torch.
     factors = factors.to(images.device, images.dtype)
     mean = images.mean(dim=(1, 2, 3), keepdim=True)
     return ((images - mean) * factors[1] + mean * factors[0]).clamp(0, 1)
+
+
+def _grey(images: torch.Tensor) -> torch.Tensor:
+    """Luma (ITU-R 601) of RGB images: (B, 3, H, W) -> (B, 1, H, W)."""
+    weights = torch.tensor([0.299, 0.587, 0.114], device=images.device, dtype=images.dtype)
+    return (images * weights.view(1, 3, 1, 1)).sum(dim=1, keepdim=True)
+
+
+def _rgb_to_hsv(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Hue in [0, 1), saturation and value of (B, 3, H, W) images in [0, 1], each (B, H, W)."""
+    r, g, b = images.unbind(1)
+    value, _ = images.max(dim=1)
+    delta = value - images.min(dim=1).values
+    safe = delta.clamp(min=1e-12)
+    hue = torch.where(value == r, (g - b) / safe, torch.where(value == g, 2 + (b - r) / safe, 4 + (r - g) / safe))
+    hue = torch.where(delta > 0, (hue / 6) % 1.0, torch.zeros_like(hue))
+    saturation = torch.where(value > 0, delta / value.clamp(min=1e-12), torch.zeros_like(value))
+    return hue, saturation, value
+
+
+def _hsv_to_rgb(hue: torch.Tensor, saturation: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
+    channels = []
+    for n in (5, 3, 1):  # R, G, B
+        k = (n + hue * 6) % 6
+        channels.append(value - value * saturation * torch.clamp(torch.minimum(k, 4 - k), 0, 1))
+    return torch.stack(channels, dim=1)
+
+
+def color_jitter(images: torch.Tensor, strength: float, p: float, generator: torch.Generator) -> torch.Tensor:
+    """Jitter brightness, contrast, saturation (factors in 1 +- 0.8 s) and hue (+- 0.2 s turn) of a
+    random share ``p`` of (B, 3, H, W) images in [0, 1], in that order, clamped to [0, 1] after each.
+
+    The strengths are SimCLR's colour distortion at strength s, which the published notebook's
+    library used (s = 0.6). Draws 5 numbers per image whether or not it is jittered.
+    """
+    if p <= 0 or strength <= 0:
+        return images
+    u = torch.rand(len(images), 5, generator=generator).to(images.device, images.dtype)
+    chosen = (u[:, 0] < p).view(-1, 1, 1, 1)
+    factor = lambda column, amount: (1 + amount * (2 * u[:, column] - 1)).view(-1, 1, 1, 1)  # noqa: E731
+    x = (images * factor(1, 0.8 * strength)).clamp(0, 1)
+    mean = _grey(x).mean(dim=(2, 3), keepdim=True)
+    x = (mean + (x - mean) * factor(2, 0.8 * strength)).clamp(0, 1)
+    grey = _grey(x)
+    x = (grey + (x - grey) * factor(3, 0.8 * strength)).clamp(0, 1)
+    hue, saturation, value = _rgb_to_hsv(x)
+    hue = (hue + (0.2 * strength * (2 * u[:, 4] - 1)).view(-1, 1, 1)) % 1.0
+    x = _hsv_to_rgb(hue, saturation, value).clamp(0, 1)
+    return torch.where(chosen, x, images)
+
+
+def random_grayscale(images: torch.Tensor, p: float, generator: torch.Generator) -> torch.Tensor:
+    """Replace a random share ``p`` of (B, 3, H, W) images by their luma in all three channels."""
+    if p <= 0:
+        return images
+    chosen = (torch.rand(len(images), generator=generator) < p).to(images.device).view(-1, 1, 1, 1)
+    return torch.where(chosen, _grey(images).expand_as(images), images)
+
+
+def gaussian_blur(images: torch.Tensor, p: float, generator: torch.Generator,
+                  sigma: tuple[float, float] = (0.1, 2.0)) -> torch.Tensor:
+    """Blur a random share ``p`` of (B, C, H, W) images with a Gaussian of sigma drawn per image (px).
+
+    One separable convolution for the whole batch (a 13-tap kernel per image, reflected borders).
+    """
+    if p <= 0:
+        return images
+    batch, channels, height, width = images.shape
+    u = torch.rand(batch, 2, generator=generator)
+    chosen = (u[:, 0] < p).to(images.device).view(-1, 1, 1, 1)
+    sigmas = (sigma[0] + (sigma[1] - sigma[0]) * u[:, 1]).to(images.device, images.dtype)
+    radius = min(math.ceil(3 * sigma[1]), (min(height, width) - 1))
+    offsets = torch.arange(-radius, radius + 1, device=images.device, dtype=images.dtype)
+    kernel = torch.exp(-offsets.view(1, -1) ** 2 / (2 * sigmas.view(-1, 1) ** 2))
+    kernel = (kernel / kernel.sum(dim=1, keepdim=True)).repeat_interleave(channels, dim=0)  # (B*C, taps)
+    x = images.reshape(1, batch * channels, height, width)
+    x = F.conv2d(F.pad(x, (radius, radius, 0, 0), mode="reflect"), kernel.view(-1, 1, 1, 2 * radius + 1),
+                 groups=batch * channels)
+    x = F.conv2d(F.pad(x, (0, 0, radius, radius), mode="reflect"), kernel.view(-1, 1, 2 * radius + 1, 1),
+                 groups=batch * channels)
+    return torch.where(chosen, x.view_as(images), images)
 
 
 def camera_plan(views: str, n_large: int, n_small: int, batch: int,
@@ -134,6 +225,9 @@ def multi_crop(rgb: torch.Tensor, rgnir: torch.Tensor, spec: CropSpec, views: st
                generator: torch.Generator, stats: dict | None = None) -> list[torch.Tensor]:
     """All crops of a batch of plants: ``n_large`` at ``size`` then ``n_small`` at ``small_size``.
 
+    Each crop: cut (area, aspect, rotation, flip) -> brightness/contrast -> colour jitter ->
+    grayscale -> blur -> normalisation, every random number drawn from ``generator`` in that order.
+
     ``rgb`` and ``rgnir`` are (B, 3, H, W), uint8 or float in [0, 1]; ``stats`` maps camera name to
     (mean, std) used to normalise each crop by its own camera's statistics.
     """
@@ -147,8 +241,12 @@ def multi_crop(rgb: torch.Tensor, rgnir: torch.Tensor, spec: CropSpec, views: st
         source = cameras[plan[v], index]
         crop = random_resized_crop(source, spec.size if large else spec.small_size,
                                    spec.large_scale if large else spec.small_scale,
-                                   spec.max_rotation, spec.flip, generator)
+                                   spec.max_rotation, spec.flip, generator, spec.rotation_p)
         crop = brightness_contrast(crop, spec.jitter, generator)
+        # Off by default, and then they draw nothing: the default recipe's crops stay as they were.
+        crop = color_jitter(crop, spec.color_jitter, spec.color_jitter_p, generator)
+        crop = random_grayscale(crop, spec.grayscale_p, generator)
+        crop = gaussian_blur(crop, spec.blur_p, generator)
         if stats is not None:
             crop = _normalize_by_camera(crop, plan[v], stats)
         crops.append(crop)
@@ -228,7 +326,7 @@ class SeededBatchSampler(Sampler):
         return self.n_batches
 
     def __iter__(self) -> Iterator[list[int]]:
-        order = torch.randperm(self.n, generator=generator_for(self.seed, 1, self.epoch)).tolist() \
+        order = torch.randperm(self.n, generator=stream_generator(self.seed, "sampler", self.epoch)).tolist() \
             if self.shuffle else list(range(self.n))
         global_batch = self.batch_size * self.world_size
         for b in range(self.start, self.n_batches):
@@ -250,12 +348,12 @@ def plant_loader(images: PlantImages, batch_size: int, seed: int, shuffle: bool,
                       pin_memory=torch.cuda.is_available(), persistent_workers=workers > 0)
 
 
-def ssl_dataloaders(plants: pd.DataFrame, photo_size: int, batch_size: int, seed: int = 0,
+def ssl_dataloaders(plants: pd.DataFrame, photo_height: int, batch_size: int, seed: int = 0,
                     rank: int = 0, world_size: int = 1, workers: int = 0, device=None):
-    """fastai ``DataLoaders`` (train, valid) of uint8 photos ``photo_size`` px high; crops come later."""
+    """fastai ``DataLoaders`` (train, valid) of uint8 photos ``photo_height`` px high; crops come later."""
     from fastai.data.core import DataLoaders
 
-    height, width = load_size(photo_size)
+    height, width = load_size(photo_height)
     train = PlantImages(plants[~plants["is_valid"]], height, width)
     valid = PlantImages(plants[plants["is_valid"]], height, width)
     if len(train) < batch_size * world_size:

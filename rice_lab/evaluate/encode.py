@@ -56,7 +56,7 @@ def encode(encoder: nn.Module, images: torch.Tensor, camera: str,
     """Features (N, F) of photos (N, 3, H, W) from ``camera``: uint8, or floats in [0, 1].
 
     The photos go through what the encoder was trained with: resized (keeping their shape) to
-    ``height`` if given, else the photo height it was trained on (``encoder.photo_size``), else left
+    ``height`` if given, else the photo height it was trained on (``encoder.photo_height``), else left
     as they are; normalised by ``stats`` (mean, std) if given, else by the statistics stored for this
     camera (``encoder.normalization[camera]``), else by the photos' own. The encoder runs in eval
     mode, in batches, without gradients, on its own device; its training mode is restored afterwards.
@@ -69,7 +69,7 @@ def encode(encoder: nn.Module, images: torch.Tensor, camera: str,
     stored = getattr(encoder, "normalization", None)
     if stats is None:
         stats = stored[camera] if stored else photo_stats(images)
-    height = height or getattr(encoder, "photo_size", None) or images.shape[-2]
+    height = height or getattr(encoder, "photo_height", None) or images.shape[-2]
     width = int(round(height * images.shape[-1] / images.shape[-2]))
     device = next(encoder.parameters()).device
     was_training = encoder.training

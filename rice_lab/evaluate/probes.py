@@ -70,7 +70,7 @@ def target_codes(values: pd.Series, target: str = "label") -> np.ndarray:
 
 def probe_size(encoder: nn.Module, size: int | None = None) -> int:
     """``size``, else the photo height the encoder was trained on (lesions vanish in smaller photos)."""
-    return size or getattr(encoder, "photo_size", None) or 64
+    return size or getattr(encoder, "photo_height", None) or 64
 
 
 def plant_features(encoder: nn.Module, plants: pd.DataFrame, camera: str = "rgb", size: int | None = None,

@@ -129,15 +129,12 @@ def _offline(timeout: float = 2.0) -> bool:
 
 def load_encoder_weights(encoder: nn.Module, path: str | Path) -> nn.Module:
     """Load encoder weights from a run directory, a rice-lab checkpoint or a plain state dict."""
+    from rice_lab.runs import load_checkpoint
+
     path = Path(path)
     if path.is_dir():
         path = path / "encoder.pt"
-    if not path.is_file():
-        raise CheckpointError(f"{path}: encoder checkpoint not found")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as err:  # noqa: BLE001 - unreadable file: say which
-        raise CheckpointError(f"{path}: cannot read checkpoint ({err})") from err
+    state = load_checkpoint(path)  # weights_only: plain dicts and tensors, never stored code
     if isinstance(state, dict) and "encoder" in state:
         state = state["encoder"]
     elif isinstance(state, dict) and "model" in state:
@@ -152,15 +149,20 @@ def load_encoder_weights(encoder: nn.Module, path: str | Path) -> nn.Module:
 
 def load_encoder(path: str | Path) -> nn.Module:
     """Rebuild the encoder a run saved (``run_dir`` or its ``encoder.pt``), weights loaded, eval mode."""
+    from rice_lab.runs import load_checkpoint
+
     path = Path(path)
     file = path / "encoder.pt" if path.is_dir() else path
     if not file.is_file():
         raise CheckpointError(f"{file}: encoder checkpoint not found (did the run finish?)")
-    meta = torch.load(file, map_location="cpu", weights_only=False)
+    meta = load_checkpoint(file)
     if not isinstance(meta, dict) or "encoder_name" not in meta:
         raise CheckpointError(f"{file}: not a rice-lab encoder file (no encoder_name)")
     encoder = create_encoder(meta["encoder_name"], n_in=meta.get("n_in", 3))
     encoder.load_state_dict(meta["encoder"])
     encoder.normalization = meta.get("normalization")
-    encoder.photo_size = meta.get("photo_size")  # what it was trained on: the probes' default size
+    # The height its photos were decoded to: the probes' default (older files called it photo_size).
+    encoder.photo_height = meta.get("photo_height", meta.get("photo_size"))
+    # Until the probes read photo_height, they read this older name (same meaning: the photo height).
+    encoder.photo_size = encoder.photo_height
     return encoder.eval()

@@ -9,6 +9,11 @@ import torch
 import torch.distributed as dist
 
 
+def is_distributed() -> bool:
+    """Whether this process is one of several in an initialised process group."""
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
 @dataclass(frozen=True)
 class Dist:
     """This process's place in the job."""
@@ -52,6 +57,30 @@ def broadcast_object(obj, info: Dist):
     box = [obj]
     dist.broadcast_object_list(box, src=0)
     return box[0]
+
+
+def gather_floats(value: float, device: torch.device | None = None) -> list[float]:
+    """``value`` from every process, in rank order (``[value]`` when alone)."""
+    if not is_distributed():
+        return [float(value)]
+    box = torch.tensor([float(value)], dtype=torch.float64, device=device)
+    values = [torch.zeros_like(box) for _ in range(dist.get_world_size())]
+    dist.all_gather(values, box)
+    return [float(v.item()) for v in values]
+
+
+def gather_objects(obj) -> list:
+    """``obj`` from every process, in rank order (``[obj]`` when alone)."""
+    if not is_distributed():
+        return [obj]
+    out = [None] * dist.get_world_size()
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def rank() -> int:
+    """This process's rank (0 when alone)."""
+    return dist.get_rank() if is_distributed() else 0
 
 
 def shutdown(info: Dist) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Sequence
 
 import torch
@@ -35,3 +36,35 @@ class SwAVModel(nn.Module):
             start = end
         embeddings = F.normalize(self.head(torch.cat(features)), dim=1)
         return embeddings, self.prototypes(embeddings)
+
+
+def load_swav_model(path: str | Path) -> SwAVModel:
+    """The whole SwAV network (encoder, head, prototypes) of a run dir, its ``encoder.pt`` or a snapshot.
+
+    The head's and prototypes' sizes are read from the stored weights; the result is in eval mode
+    and carries ``normalization`` (per-camera mean and std), ``photo_height`` and ``views``.
+    """
+    from rice_lab.errors import CheckpointError
+    from rice_lab.models.encoders import create_encoder
+    from rice_lab.runs import load_checkpoint
+
+    path = Path(path)
+    file = path / "encoder.pt" if path.is_dir() else path
+    state = load_checkpoint(file)
+    if not {"encoder_name", "encoder", "head", "prototypes"} <= set(state):
+        raise CheckpointError(f"{file}: not a SwAV snapshot (needs encoder_name, encoder, head, prototypes)")
+    encoder = create_encoder(state["encoder_name"], n_in=state.get("n_in", 3))
+    hidden, dim = state["head"]["0.weight"].shape[0], state["head"]["3.weight"].shape[0]
+    net = SwAVModel(encoder, hidden, dim, state["prototypes"].shape[0])
+    try:
+        net.encoder.load_state_dict(state["encoder"])
+        net.head.load_state_dict(state["head"])
+    except RuntimeError as err:
+        raise CheckpointError(f"{file}: weights do not fit {state['encoder_name']} "
+                              f"({str(err).splitlines()[0]})") from err
+    with torch.no_grad():
+        net.prototypes.weight.copy_(state["prototypes"])
+    net.normalization = state.get("normalization")
+    net.photo_height = state.get("photo_height", state.get("photo_size"))
+    net.views = state.get("views")
+    return net.eval()

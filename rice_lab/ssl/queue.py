@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 
 class EmbeddingQueue:
@@ -15,6 +16,18 @@ class EmbeddingQueue:
     def __init__(self, n_crops: int, size: int, dim: int) -> None:
         self.embeddings = torch.zeros(n_crops, size, dim)
         self.filled = 0
+
+    @classmethod
+    def random_start(cls, size: int, dim: int, generator: torch.Generator) -> "EmbeddingQueue":
+        """One queue of ``size`` random unit vectors, counted as full from the start.
+
+        The library the published notebook used starts its queue this way, so the queue can be
+        used before real embeddings have replaced the random ones.
+        """
+        queue = cls(1, size, dim)
+        queue.embeddings[0] = F.normalize(torch.randn(size, dim, generator=generator), dim=1)
+        queue.filled = size
+        return queue
 
     @property
     def size(self) -> int:

@@ -5,14 +5,12 @@ from __future__ import annotations
 import torch
 import torch.distributed as dist
 
-
-def _distributed() -> bool:
-    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+from rice_lab.ssl.distributed import is_distributed
 
 
 def _all_reduce(tensor: torch.Tensor, op: "dist.ReduceOp" = None) -> torch.Tensor:
     """Sum (or ``op``) across processes when running distributed; a no-op otherwise."""
-    if _distributed():
+    if is_distributed():
         dist.all_reduce(tensor, op=dist.ReduceOp.SUM if op is None else op)
     return tensor
 
@@ -29,7 +27,7 @@ def sinkhorn(scores: torch.Tensor, n_iters: int = 3, epsilon: float = 0.05) -> t
     # float32 at least: exp(score / 0.05) overflows fp16 and bf16 loses the small differences.
     logits = scores.detach().to(torch.promote_types(scores.dtype, torch.float32)) / epsilon
     # Subtracting the global maximum changes nothing after normalisation but keeps exp finite.
-    top = _all_reduce(logits.max().reshape(1).clone(), dist.ReduceOp.MAX if _distributed() else None)
+    top = _all_reduce(logits.max().reshape(1).clone(), dist.ReduceOp.MAX if is_distributed() else None)
     q = torch.exp(logits - top).t()  # (prototypes, batch)
     n_prototypes = q.shape[0]
     batch = _all_reduce(torch.tensor([q.shape[1]], dtype=q.dtype, device=q.device))
