@@ -1,11 +1,24 @@
 """nbgrader configuration for the rice-lab course; run nbgrader commands from this folder."""
 
+import os
+from pathlib import Path
+
 c = get_config()  # noqa: F821 (provided by nbgrader when it loads this file)
+HERE = Path(__file__).resolve().parent  # traitlets defines __file__ while it runs this file
 
 c.CourseDirectory.course_id = "rice-lab"
 c.CourseDirectory.source_directory = "solutions"
 c.CourseDirectory.release_directory = "exercises"
 c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedback"]
+
+# A course-local exchange, so that release, fetch, submit and collect work out of the box (the formgrader
+# offers them only when this folder exists). On a shared server, point RICE_LAB_EXCHANGE at a folder every
+# learner can write to; learners then fetch with --Exchange.root set to the same folder.
+EXCHANGE = Path(os.environ.get("RICE_LAB_EXCHANGE") or HERE / "exchange")
+if not EXCHANGE.is_dir():
+    EXCHANGE.mkdir(parents=True, exist_ok=True)
+    EXCHANGE.chmod(0o1777)  # like /usr/local/share/nbgrader/exchange: everyone writes, nobody deletes others'
+c.Exchange.root = str(EXCHANGE)
 
 # Exercise stubs learners see in place of each solution region.
 c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}
@@ -32,3 +45,22 @@ c.Autograde.sanitize_preprocessors = [
     "autograder.audit.RejectTampering",
     "nbgrader.preprocessors.CheckCellMetadata",
 ]
+
+# The notebook runs in a contained kernel (autograder/sandbox.py: memory, CPU time, processes, file size,
+# no network, read-only course files); then every test cell's checks run outside that kernel, against the
+# notebook's code re-run in a separate contained process, and their verdicts become the cells' outputs
+# (autograder/grading.py). nbgrader scores those outputs as usual.
+c.Autograde.autograde_preprocessors = [
+    "autograder.grading.ContainedExecute",
+    "autograder.grading.RunChecks",
+    "nbgrader.preprocessors.IgnorePattern",
+    "nbconvert.preprocessors.ClearMetadataPreprocessor",
+    "nbgrader.preprocessors.LimitOutput",
+    "nbgrader.preprocessors.SaveAutoGrades",
+    "nbgrader.preprocessors.AssignLatePenalties",
+    "nbgrader.preprocessors.CheckCellMetadata",
+]
+c.GradingSandbox.memory = "4GiB"
+c.GradingSandbox.cpu_seconds = 1800
+c.GradingSandbox.processes = 256
+c.GradingSandbox.max_output = "8MiB"

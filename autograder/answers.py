@@ -1,0 +1,223 @@
+"""The answer process: re-runs a learner's notebook cells, then answers calls to their functions.
+
+Started by :class:`autograder.remote.AnswerProcess` (``python -m autograder.answers FD_IN FD_OUT``),
+usually inside the sandbox. Every check runs in the process that started this one, which the
+learner's code never runs in: rebinding ``numpy.allclose`` here, or anything else, changes only what
+this process computes, and what it computes comes back as plain values (:mod:`autograder.wire`).
+
+Requests are pickles from the checking process; replies are encoded trees. Operations:
+``exec`` (run cells, each with a time limit), ``get`` (a name's value, or that it is a function),
+``call`` (call a function on pickled arguments; reply with the result, the arguments afterwards, and
+on request the gradients a backward pass gives the tensor arguments), ``stop``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import pickle
+import signal
+import struct
+import sys
+import traceback
+from typing import Any, Callable
+
+from autograder import wire
+
+HEADER = struct.Struct("!Q")
+
+
+class _Timeout(BaseException):
+    """Raised inside the learner's code when its time is up (not an Exception: `except Exception` misses it)."""
+
+
+def read_message(fd: int) -> bytes | None:
+    header = _read_exactly(fd, HEADER.size)
+    if header is None:
+        return None
+    (size,) = HEADER.unpack(header)
+    if size > wire.MAX_REPLY:
+        raise wire.WireError(f"message of {size} bytes refused")
+    return _read_exactly(fd, size)
+
+
+def _read_exactly(fd: int, size: int) -> bytes | None:
+    chunks, left = [], size
+    while left:
+        chunk = os.read(fd, min(left, 1 << 20))
+        if not chunk:
+            return None
+        chunks.append(chunk)
+        left -= len(chunk)
+    return b"".join(chunks)
+
+
+def write_message(fd: int, payload: bytes) -> None:
+    data = HEADER.pack(len(payload)) + payload
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+
+
+class Server:
+    """The namespace the cells run in, and the operations on it."""
+
+    def __init__(self) -> None:
+        from IPython.core.interactiveshell import InteractiveShell
+
+        self.shell = InteractiveShell.instance()
+        self.shell.enable_gui = lambda gui=None: None  # `%matplotlib inline` works without a front end
+
+    def exec_cells(self, sources: list[str], timeout: float) -> list[dict]:
+        """Run each cell as a kernel would (magics included); its first error, or that it ran out of time."""
+        runs = []
+        for source in sources:
+            error, timed_out = None, False
+            try:
+                with _time_limit(timeout):
+                    result = self.shell.run_cell(source, store_history=False)
+                error = result.error_before_exec or result.error_in_exec
+            except _Timeout:
+                timed_out = True
+            if isinstance(error, _Timeout):
+                error, timed_out = None, True
+            runs.append({"error": _one_line(error) if error is not None else None, "timeout": timed_out})
+        return runs
+
+    def get(self, name: str) -> dict:
+        if name not in self.shell.user_ns:
+            return {"status": "missing"}
+        value = self.shell.user_ns[name]
+        if callable(value):
+            return {"status": "callable"}
+        return {"status": "value", "value": wire.encode(value)}
+
+    def call(self, name: str, payload: bytes, guard: tuple[str, str] | None, backward: bool, timeout: float) -> dict:
+        func = self.shell.user_ns.get(name)
+        if func is None:
+            return {"status": "missing"}
+        args, kwargs = pickle.loads(payload)
+        if guard is not None:
+            from autograder._kit import CheckFailed, answer_named, guard as guard_function
+            answer = answer_named(importlib.import_module(guard[0]), guard[1])
+            try:
+                func = guard_function(answer.question, func, answer.forbidden(), answer.hint)
+            except CheckFailed as failed:
+                return {"status": "failed", "message": str(failed)}
+        try:
+            with _time_limit(timeout):
+                result = func(*args, **kwargs)
+        except _Timeout:
+            return {"status": "timeout"}
+        except Exception as err:  # the learner's exception travels back as text
+            from autograder._kit import CheckFailed
+            if isinstance(err, CheckFailed):  # the guard found a call to the reference
+                return {"status": "failed", "message": str(err)}
+            return {"status": "raised", "ename": type(err).__name__, "evalue": str(err)[:2000],
+                    "traceback": _learner_frames(err)}
+        reply = {"status": "ok", "result": wire.encode(result), "args": wire.encode(list(args)),
+                 "kwargs": wire.encode(kwargs), "grads": None, "backward_error": None}
+        if backward:
+            reply.update(_backward(result, args, kwargs))
+            reply["args"] = wire.encode(list(args))
+        return reply
+
+
+def _backward(result: Any, args: Any, kwargs: Any) -> dict:
+    """Backpropagate a 0-dim tensor result; the gradients of the tensor arguments, in order."""
+    torch = sys.modules.get("torch")
+    if torch is None or not isinstance(result, torch.Tensor) or result.ndim != 0 or not result.requires_grad:
+        return {}
+    try:
+        result.backward()
+    except RuntimeError as err:
+        return {"backward_error": str(err).splitlines()[0][:300] if str(err) else "RuntimeError"}
+    leaves = [t for t in _tensors([args, kwargs]) if t.requires_grad]
+    return {"grads": wire.encode([None if t.grad is None else t.grad for t in leaves])}
+
+
+def _tensors(value: Any) -> list:
+    torch = sys.modules.get("torch")
+    if torch is not None and isinstance(value, torch.Tensor):
+        return [value]
+    if isinstance(value, dict):
+        return [t for v in value.values() for t in _tensors(v)]
+    if isinstance(value, (list, tuple)):
+        return [t for v in value for t in _tensors(v)]
+    return []
+
+
+def _one_line(error: BaseException) -> str:
+    message = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {message[0] if message else ''}".rstrip(": ")[:500]
+
+
+def _learner_frames(err: BaseException) -> list[str]:
+    """The traceback lines that point into the learner's cells (not into this module)."""
+    frames = [f for f in traceback.extract_tb(err.__traceback__) if f.filename != __file__]
+    return [f"{f.filename}, line {f.lineno}: {(f.line or '').strip()}"[:300] for f in frames[-5:]]
+
+
+class _time_limit:
+    """Raise _Timeout in the running code after ``seconds`` (POSIX; elsewhere the caller's timeout acts)."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+    def __enter__(self) -> None:
+        if hasattr(signal, "setitimer") and self.seconds:
+            signal.signal(signal.SIGALRM, _raise_timeout)
+            signal.setitimer(signal.ITIMER_REAL, self.seconds)
+
+    def __exit__(self, *exc: Any) -> None:
+        if hasattr(signal, "setitimer"):
+            signal.setitimer(signal.ITIMER_REAL, 0)
+
+
+def _raise_timeout(*_: Any) -> None:
+    raise _Timeout()
+
+
+def serve(fd_in: int, fd_out: int) -> None:
+    """Answer requests until ``stop`` or until the checking process goes away."""
+    server = Server()
+    handlers: dict[str, Callable[..., Any]] = {
+        "exec": lambda r: server.exec_cells(r["sources"], r["timeout"]),
+        "get": lambda r: server.get(r["name"]),
+        "call": lambda r: server.call(r["name"], r["payload"], r.get("guard"), r.get("backward", False),
+                                      r["timeout"]),
+        "ping": lambda r: "pong",
+    }
+    while True:
+        message = read_message(fd_in)
+        if message is None:
+            return
+        request = pickle.loads(message)
+        if request["op"] == "stop":
+            return
+        try:
+            reply = {"ok": handlers[request["op"]](request)}
+        except Exception as err:  # a failure of this server itself (or of encoding a strange result)
+            reply = {"error": f"{type(err).__name__}: {str(err)[:500]}"}
+        try:
+            payload = wire.dumps(reply)
+        except Exception as err:
+            payload = wire.dumps({"error": f"the reply could not be encoded: {type(err).__name__}"})
+        write_message(fd_out, payload)
+
+
+def main(argv: list[str]) -> int:
+    fd_in, fd_out, *preload = argv
+    fd_in, fd_out = int(fd_in), int(fd_out)
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):  # what the learner's code prints goes nowhere; the pipes carry the replies
+        os.dup2(devnull, fd)
+    for module in preload:
+        importlib.import_module(module)
+    serve(fd_in, fd_out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
