@@ -41,18 +41,18 @@ c.Autograde.sanitize_preprocessors = [
     "nbgrader.preprocessors.ClearOutput",
     "nbgrader.preprocessors.DeduplicateIds",
     "nbgrader.preprocessors.OverwriteKernelspec",
+    "autograder.audit.ForgetUnknownCells",
     "nbgrader.preprocessors.OverwriteCells",
     "autograder.audit.RejectTampering",
     "nbgrader.preprocessors.CheckCellMetadata",
 ]
 
-# The notebook runs in a contained kernel (autograder/sandbox.py: memory, CPU time, processes, file size,
-# no network, read-only course files); then every test cell's checks run outside that kernel, against the
-# notebook's code re-run in a separate contained process, and their verdicts become the cells' outputs
-# (autograder/grading.py). nbgrader scores those outputs as usual.
+# The notebook's cells run in order in one contained process (autograder/sandbox.py: memory, CPU time,
+# processes, file size, no network, read-only course files) in place of a kernel; every test cell's checks
+# run in the grading process instead, calling the notebook's functions in the contained one, and their
+# verdicts become the test cells' outputs (autograder/grading.py). nbgrader scores those as usual.
 c.Autograde.autograde_preprocessors = [
     "autograder.grading.ContainedExecute",
-    "autograder.grading.RunChecks",
     "nbgrader.preprocessors.IgnorePattern",
     "nbconvert.preprocessors.ClearMetadataPreprocessor",
     "nbgrader.preprocessors.LimitOutput",

@@ -4,7 +4,6 @@ function (here or in the answer process), and the own-work guard."""
 from __future__ import annotations
 
 import functools
-import os
 import random
 import sys
 import types
@@ -14,9 +13,6 @@ from typing import Any, Callable, Iterator, NoReturn
 import numpy as np
 
 from autograder.remote import Call, RemoteFunction
-
-DEFER_ENV = "RICE_LAB_CHECKS"  # "outside": the graders run the checks after the notebook, in other processes
-
 
 class CheckFailed(AssertionError):
     """A check found a wrong answer; the message says what was expected, what came and a hint."""
@@ -79,11 +75,6 @@ def ensure_callable(question: str, func: Any, name: str) -> None:
              f"define {name} in the answer cell above and run that cell first")
 
 
-def deferred() -> bool:
-    """True inside a kernel whose grader runs the checks itself, outside the kernel, after the notebook."""
-    return os.environ.get(DEFER_ENV) == "outside"
-
-
 def call(func: Callable, *args: Any, backward: bool = False, **kwargs: Any) -> Call:
     """Call the learner's function; the result, the arguments as it left them, and on request the
 
@@ -103,6 +94,25 @@ def call(func: Callable, *args: Any, backward: bool = False, **kwargs: Any) -> C
         else:
             outcome.grads = [t.grad for t in _tensors((args, kwargs)) if t.requires_grad]
     return outcome
+
+
+class named_errors:
+    """``with named_errors(question, hint): ...``: an exception from the learner's function inside becomes
+    a CheckFailed that names its likely cause (``hint``) beside the error itself."""
+
+    def __init__(self, question: str, hint: str, seed: int | None = None) -> None:
+        self.question, self.hint, self.seed = question, hint, seed
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: type | None, error: BaseException | None, _: Any) -> bool:
+        if error is None or isinstance(error, CheckFailed) or not isinstance(error, Exception):
+            return False
+        text = f"{error.ename}: {error.evalue}" if isinstance(error, AnswerRaised) else f"{kind.__name__}: {error}"
+        if isinstance(error, AnswerRaised) and error.ename == "NotImplementedError":
+            return False
+        fail(self.question, "no error", text.splitlines()[0][:200], self.hint, self.seed)
 
 
 def _tensors(value: Any) -> list:
@@ -221,13 +231,10 @@ def _attempted(question: str, name: str, func: Callable) -> Callable:
 
 
 def check(answer: Answer) -> Callable[[Callable], Callable]:
-    """Decorate a check body ``body(func, seed)``: deferral, preparation, exceptions named for learners."""
+    """Decorate a check body ``body(func, seed)``: preparation, and exceptions named for learners."""
     def decorate(body: Callable[[Callable, int], None]) -> Callable:
         @functools.wraps(body)
         def run(func: Any, seed: int | None = None) -> None:
-            if deferred():
-                print(f"{answer.question}: checked after the notebook has run, in a process your code cannot reach")
-                return None
             func, seed = answer.prepare(func, seed)
             try:
                 return body(func, seed)

@@ -60,29 +60,111 @@ def write_message(fd: int, payload: bytes) -> None:
         view = view[written:]
 
 
+class _CappedText:
+    """A text stream that keeps at most ``limit`` characters (the rest is counted, not kept)."""
+
+    def __init__(self, limit: int) -> None:
+        self.parts: list[str] = []
+        self.kept = 0
+        self.limit = limit
+        self.dropped = 0
+
+    def write(self, text: str) -> int:
+        room = self.limit - self.kept
+        if room > 0:
+            self.parts.append(text[:room])
+            self.kept += min(len(text), room)
+        self.dropped += max(0, len(text) - max(room, 0))
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+    def isatty(self) -> bool:
+        return False
+
+    @property
+    def encoding(self) -> str:
+        return "utf-8"
+
+    def value(self) -> str:
+        return "".join(self.parts)
+
+
 class Server:
-    """The namespace the cells run in, and the operations on it."""
+    """The namespace the cells run in (an IPython shell, as in a kernel), and the operations on it."""
 
     def __init__(self) -> None:
         from IPython.core.interactiveshell import InteractiveShell
 
-        self.shell = InteractiveShell.instance()
+        self.shell = InteractiveShell.instance(colors="nocolor")
         self.shell.enable_gui = lambda gui=None: None  # `%matplotlib inline` works without a front end
+        self.outputs: list[dict] | None = None  # the running cell's rich outputs, when captured
+        self.shell._showtraceback = self._record_traceback
+        self.shell.displayhook.write_output_prompt = lambda: None
+        self.shell.displayhook.write_format_data = self._record_result
+        try:
+            self.shell.enable_matplotlib("inline")  # figures are displayed at the end of each cell, as in Jupyter
+        except Exception:  # no matplotlib: nothing to show
+            pass
+
+    def _record_traceback(self, etype: type, evalue: BaseException, stb: list[str]) -> None:
+        if self.outputs is not None:
+            self.outputs.append({"output_type": "error", "ename": etype.__name__, "evalue": str(evalue)[:2000],
+                                 "traceback": [line[:2000] for line in stb[-60:]]})
+
+    def _record_result(self, data: dict, metadata: dict | None = None) -> None:
+        if self.outputs is not None:
+            data = {k: v for k, v in data.items() if isinstance(v, str)}
+            self.outputs.append({"output_type": "execute_result", "data": data, "metadata": _plain(metadata or {}),
+                                 "execution_count": self.shell.execution_count})
+
+    def run_cell(self, source: str, timeout: float, max_output: int) -> dict:
+        """Run one cell as a kernel would; its outputs (streams, displays, result, error), capped in size."""
+        from IPython.core.displaypub import CapturingDisplayPublisher
+
+        out, err = _CappedText(max_output), _CappedText(max_output)
+        publisher, saved = CapturingDisplayPublisher(), (sys.stdout, sys.stderr, self.shell.display_pub)
+        self.outputs, timed_out, error = [], False, None
+        sys.stdout, sys.stderr, self.shell.display_pub = out, err, publisher
+        try:
+            with _time_limit(timeout):
+                result = self.shell.run_cell(source, store_history=True)
+            error = result.error_before_exec or result.error_in_exec
+        except _Timeout:
+            timed_out = True
+        finally:
+            sys.stdout, sys.stderr, self.shell.display_pub = saved
+        if isinstance(error, _Timeout):
+            error, timed_out = None, True
+        outputs = []
+        for name, stream in (("stdout", out), ("stderr", err)):
+            if stream.kept:
+                outputs.append({"output_type": "stream", "name": name, "text": stream.value()})
+        size = 0
+        for display in publisher.outputs:
+            data = {k: v for k, v in (display.get("data") or {}).items() if isinstance(v, str)}
+            size += sum(len(v) for v in data.values())
+            if size <= max_output:
+                outputs.append({"output_type": "display_data", "data": data,
+                                "metadata": _plain(display.get("metadata") or {})})
+        outputs += [o for o in self.outputs if o["output_type"] == "execute_result"]
+        outputs += [o for o in self.outputs if o["output_type"] == "error"]
+        if timed_out:
+            outputs.append({"output_type": "error", "ename": "CellTimeoutError",
+                            "evalue": f"the cell ran for more than {timeout:g} s and was stopped",
+                            "traceback": [f"CellTimeoutError: the cell ran for more than {timeout:g} s"]})
+        self.outputs = None
+        dropped = out.dropped + err.dropped + max(0, size - max_output)
+        return {"outputs": outputs, "dropped": dropped, "execution_count": self.shell.execution_count - 1,
+                "error": _one_line(error) if error is not None else None, "timeout": timed_out}
 
     def exec_cells(self, sources: list[str], timeout: float) -> list[dict]:
-        """Run each cell as a kernel would (magics included); its first error, or that it ran out of time."""
+        """Run cells without keeping their outputs; each one's first error, or that it ran out of time."""
         runs = []
         for source in sources:
-            error, timed_out = None, False
-            try:
-                with _time_limit(timeout):
-                    result = self.shell.run_cell(source, store_history=False)
-                error = result.error_before_exec or result.error_in_exec
-            except _Timeout:
-                timed_out = True
-            if isinstance(error, _Timeout):
-                error, timed_out = None, True
-            runs.append({"error": _one_line(error) if error is not None else None, "timeout": timed_out})
+            run = self.run_cell(source, timeout, 0)
+            runs.append({"error": run["error"], "timeout": run["timeout"]})
         return runs
 
     def get(self, name: str) -> dict:
@@ -148,6 +230,15 @@ def _tensors(value: Any) -> list:
     return []
 
 
+def _plain(value: Any) -> Any:
+    """Metadata reduced to JSON values (what a notebook can hold)."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value if isinstance(value, (str, int, float, bool)) or value is None else str(value)
+
+
 def _one_line(error: BaseException) -> str:
     message = str(error).strip().splitlines()
     return f"{type(error).__name__}: {message[0] if message else ''}".rstrip(": ")[:500]
@@ -184,6 +275,7 @@ def serve(fd_in: int, fd_out: int) -> None:
     server = Server()
     handlers: dict[str, Callable[..., Any]] = {
         "exec": lambda r: server.exec_cells(r["sources"], r["timeout"]),
+        "run": lambda r: server.run_cell(r["source"], r["timeout"], r["max_output"]),
         "get": lambda r: server.get(r["name"]),
         "call": lambda r: server.call(r["name"], r["payload"], r.get("guard"), r.get("backward", False),
                                       r["timeout"]),
@@ -211,8 +303,7 @@ def main(argv: list[str]) -> int:
     fd_in, fd_out, *preload = argv
     fd_in, fd_out = int(fd_in), int(fd_out)
     devnull = os.open(os.devnull, os.O_RDWR)
-    for fd in (0, 1, 2):  # what the learner's code prints goes nowhere; the pipes carry the replies
-        os.dup2(devnull, fd)
+    os.dup2(devnull, 0)  # no input; output goes to the caller's log, cells' own output is captured per cell
     for module in preload:
         importlib.import_module(module)
     serve(fd_in, fd_out)

@@ -405,7 +405,7 @@ def _sandbox_refusals(log: str, root: Path) -> list[str]:
     if writes:
         shown = ", ".join(_relative(Path(w), root) for w in writes[:2])
         reasons.append(f"tried to write outside its folder ({shown}{' ...' if len(writes) > 2 else ''}): refused")
-    if "the sandbox refused a network socket" in log:
+    if "the sandbox refused a network connection" in log:
         reasons.append("tried to open a network connection: refused")
     return reasons
 
@@ -501,6 +501,8 @@ def _execution_notes(graded: Path, notebooks: list[str], cell_timeout: int | Non
                 notes.append(f"the kernel died in {where} (os._exit, a crash, or a memory or process limit)")
             elif error.startswith("MemoryError"):
                 notes.append(f"{where} ran out of memory (cap {limits.get('memory', '4GiB')} per process)")
+            elif error.startswith("BlockingIOError") or "Resource temporarily unavailable" in error:
+                notes.append(f"{where} hit the cap on processes ({limits.get('processes', 256)} at once)")
             elif error.startswith("AnswerProcessGone") and is_grade_cell(cell):
                 notes.append(f"its code stopped the process the checks call ({error.split(': ', 1)[-1][:120]})")
             if REJECTED in error or cell.source.startswith(f"raise RuntimeError('{REJECTED}"):

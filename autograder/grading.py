@@ -1,14 +1,15 @@
-"""Grading a notebook contained, with checks its code cannot reach: the pieces nbgrader and the self-check share.
+"""Grading a notebook contained, with checks its code cannot reach: what nbgrader and the self-check share.
 
-- :class:`ContainedKernelManager` starts the kernel through :mod:`autograder.sandbox` (limits, no network,
-  read-only course files) and kills everything it started when the kernel goes.
-- :class:`ContainedExecute` is nbgrader's ``Execute`` with that kernel, a cap on the output kept, and a
-  kernel that dies (``os._exit``, a limit) ending the run instead of the grading.
-- :class:`RunChecks` then runs every test cell's checks outside the kernel (:func:`run_checks`) and puts
-  their verdicts in the cells' outputs, which nbgrader's ``SaveAutoGrades`` scores as usual.
+:class:`ContainedExecute` replaces nbgrader's ``Execute``. It runs the notebook's cells, in order, in one
+answer process (:mod:`autograder.answers`: an IPython shell, as in a kernel, started inside
+:mod:`autograder.sandbox`), keeping each cell's outputs. A test cell does not run there: its checks run
+in the grading process, calling the learner's functions in the answer process
+(:class:`autograder.remote.RemoteFunction`), and their verdict becomes the cell's output, which nbgrader's
+``SaveAutoGrades`` scores as usual. Nothing the notebook's code does (rebinding ``numpy.allclose``,
+reaching a check's globals, printing to stderr) can touch a check.
 
-``nbgrader_config.py`` wires both into ``nbgrader autograde``; ``python -m autograder check`` and
-``python -m autograder grade`` use the same classes, so the three give the same score.
+``nbgrader_config.py`` wires it into ``nbgrader autograde``; ``python -m autograder check`` and
+``python -m autograder grade`` use the same class, so the three give the same score.
 """
 
 from __future__ import annotations
@@ -18,21 +19,17 @@ import contextlib
 import io
 import os
 import shutil
-import sys
 import tempfile
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import nbformat
-from jupyter_client import AsyncKernelManager
-from nbclient.exceptions import DeadKernelError
 from nbformat import NotebookNode
 from traitlets import Bool, Integer, List, Unicode
 from traitlets.config import Configurable
 
-from nbgrader.preprocessors import Execute, NbGraderPreprocessor
+from nbgrader.preprocessors import NbGraderPreprocessor
 
 from autograder import sandbox
 from autograder.notebooks import REPO, is_grade_cell
@@ -43,7 +40,7 @@ OUTPUT_NOTE = "[rice-lab: output over {limit} in this notebook; the rest of it w
 class GradingSandbox(Configurable):
     """Limits for the code of the notebooks being graded (``c.GradingSandbox.*`` in nbgrader_config.py)."""
 
-    contain = Bool(True, help="Run kernels and answer processes inside the sandbox").tag(config=True)
+    contain = Bool(True, help="Run the notebook's code inside the sandbox").tag(config=True)
     memory = Unicode("4GiB", help="Data memory per process (e.g. 4GiB)").tag(config=True)
     cpu_seconds = Integer(1800, help="CPU seconds per process").tag(config=True)
     processes = Integer(256, help="Processes and threads at once").tag(config=True)
@@ -72,151 +69,36 @@ def protected_paths(course_root: Path | None = None) -> list[Path]:
     return paths
 
 
-def checks_env(env: dict[str, str] | None = None) -> dict[str, str]:
-    """Environment for kernels whose checks the graders run outside them (shared course data included)."""
+def answers_env(env: dict[str, str] | None = None) -> dict[str, str]:
+    """Environment for the answer process: this repository importable, the shared course data."""
     from autograder.datasets import CACHE_ENV, cache_dir
 
     env = dict(os.environ if env is None else env)
-    env["RICE_LAB_CHECKS"] = "outside"
     env[CACHE_ENV] = str(cache_dir())
-    env.setdefault("MPLBACKEND", "Agg")
     env["PYTHONPATH"] = sandbox._pythonpath(env.get("PYTHONPATH", ""))
+    env.pop("MPLBACKEND", None)  # the answer process shows figures inline, as a notebook does
     return env
 
 
-# --- the kernel -------------------------------------------------------------------------------------
+class ContainedExecute(NbGraderPreprocessor):
+    """Run the notebook in a contained answer process and score its test cells from outside it.
 
-class ContainedKernelManager(AsyncKernelManager):
-    """A kernel started through the sandbox; with namespaces it talks over Unix sockets (no network)."""
+    Configured by ``c.Execute.timeout`` (seconds per cell) and ``c.GradingSandbox`` (the limits).
+    """
 
-    limits_json = Unicode("").tag(config=False)
-    run_dir = Unicode("").tag(config=False)
-    log_path = Unicode("").tag(config=False)
-
-    def prepare(self, limits: sandbox.Limits | None, run_dir: Path, log_path: Path | None = None) -> None:
-        """Set the limits (None: run uncontained), the folder for the kernel's home and sockets, and the
-        file that gets what the kernel process writes to its own stdout and stderr."""
-        run_dir.mkdir(parents=True, exist_ok=True)
-        self.run_dir = str(run_dir)
-        self.log_path = str(log_path or run_dir / "kernel.log")
-        self.connection_file = str(run_dir / "connection.json")  # beside the sockets, in a folder the kernel sees
-        self.containment = None
-        if limits is not None:
-            limits = limits.with_paths(writable=[run_dir])
-            self.containment = sandbox.Containment.create(limits)
-            self.limits_json = self.containment.limits.to_json()
-            if sandbox.namespaces_available() and not limits.network:
-                self.transport, self.ip = "ipc", str(run_dir / "kernel")
-
-    async def _async_pre_start_kernel(self, **kw: Any) -> tuple[list[str], dict[str, Any]]:
-        cmd, kw = await super()._async_pre_start_kernel(**kw)
-        env = checks_env(kw.get("env") or os.environ)
-        if self.limits_json:
-            limits = sandbox.Limits.from_json(self.limits_json)
-            cwd = kw.get("cwd")
-            if cwd:  # the notebook's own folder is its to write in
-                limits = limits.with_paths(writable=[cwd])
-            cmd = sandbox.contained_command(cmd, limits)
-            env = sandbox.contained_env(env, limits, Path(self.run_dir) / "home")
-        kw["env"] = env
-        if self.log_path:
-            self._log = open(self.log_path, "ab")
-            kw["stdout"] = kw["stderr"] = self._log
-        return cmd, kw
-
-    async def _async_cleanup_resources(self, restart: bool = False) -> None:
-        await super()._async_cleanup_resources(restart)
-        if not restart and getattr(self, "containment", None) is not None:
-            self.containment.kill()
-        if not restart and getattr(self, "_log", None) is not None:
-            self._log.close()
-            self._log = None
-
-
-class ContainedExecute(Execute):
-    """nbgrader's Execute: a contained kernel, a cap on kept output, a dead kernel ends only the run."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        kwargs.setdefault("kernel_manager_class", ContainedKernelManager)
-        super().__init__(*args, **kwargs)
-        self.sandbox = GradingSandbox(parent=self)
-        self._scratch: Path | None = None
-        self.kernel_log: Path | None = None
-        self._refusals: list[str] = []
-
-    def course_root(self) -> Path:
+    def preprocess(self, nb: NotebookNode, resources: Any) -> tuple[NotebookNode, Any]:
         from nbgrader.coursedir import CourseDirectory
-        return Path(CourseDirectory(config=self.config).root).resolve()
 
-    def create_kernel_manager(self) -> Any:
-        km = super().create_kernel_manager()
-        if isinstance(km, ContainedKernelManager):
-            self._scratch = Path(tempfile.mkdtemp(prefix="rice-lab-kernel-"))
-            # The log lives outside the folders the kernel may write (and, when grading a cohort, see).
-            self._log_dir = Path(tempfile.mkdtemp(prefix="rice-lab-kernel-log-"))
-            self.kernel_log = self.kernel_log or self._log_dir / "kernel.log"
-            km.prepare(self.sandbox.limits(self.course_root()) if self.sandbox.contain else None, self._scratch,
-                       self.kernel_log)
-        return km
-
-    def sandbox_notes(self) -> list[str]:
-        """What the sandbox refused the kernel (from the kernel's log), one note each."""
-        return list(self._refusals)
-
-    def _read_refusals(self) -> None:
-        if self.kernel_log is None or not Path(self.kernel_log).is_file():
-            return
-        text = Path(self.kernel_log).read_text(errors="replace")
-        for line in text.splitlines():
-            if line.startswith("rice-lab sandbox: refused"):
-                note = "the sandbox " + line.removeprefix("rice-lab sandbox: ")
-                if note not in self._refusals:
-                    self._refusals.append(note)
-                    self.log.warning("%s", note)
-
-    def preprocess(self, nb: NotebookNode, resources: Any = None, km: Any = None) -> tuple[NotebookNode, Any]:
-        self._output_left = sandbox.parse_size(self.sandbox.max_output)
-        self._output_limit = self.sandbox.max_output
-        self._current = None
-        try:
-            return super().preprocess(nb, resources, km)
-        except DeadKernelError:
-            cell = self._current
-            if cell is not None:
-                cell.outputs.append(nbformat.v4.new_output(
-                    "error", ename="DeadKernelError",
-                    evalue="the kernel died while running this cell (os._exit, a crash, or a memory or "
-                           "process limit); the cells after it did not run", traceback=[]))
-            return nb, resources
-        finally:
-            self._read_refusals()
-            for folder in (self._scratch, getattr(self, "_log_dir", None)):
-                if folder is not None:
-                    shutil.rmtree(folder, ignore_errors=True)
-            self._scratch = self._log_dir = None
-
-    def preprocess_cell(self, cell: NotebookNode, resources: Any, index: int) -> tuple[NotebookNode, Any]:
-        self._current = cell
-        return super().preprocess_cell(cell, resources, index)
-
-    def output(self, outs: list, msg: dict, display_id: str | None, cell_index: int) -> Any:
-        size = _message_size(msg)
-        if self._output_left is not None and size > self._output_left:
-            if self._output_left >= 0:
-                outs.append(nbformat.v4.new_output("stream", name="stdout",
-                                                   text=OUTPUT_NOTE.format(limit=self._output_limit) + "\n"))
-            self._output_left = -1
-            return None
-        if self._output_left is not None:
-            self._output_left -= size
-        return super().output(outs, msg, display_id, cell_index)
-
-
-def _message_size(msg: dict) -> int:
-    content = msg.get("content", {})
-    if "text" in content:
-        return len(content["text"])
-    return sum(len(v) if isinstance(v, str) else len(str(v)) for v in (content.get("data") or {}).values())
+        workdir = Path((resources.get("metadata") or {}).get("path") or ".").resolve()
+        settings = GradingSandbox(parent=self)
+        root = Path(CourseDirectory(config=self.config).root).resolve()
+        limits = settings.limits(root).with_paths(writable=[workdir]) if settings.contain else None
+        timeout = int(self.config.Execute.get("timeout", 60) or 60)
+        result = execute_notebook(nb, workdir, limits, timeout, sandbox.parse_size(settings.max_output))
+        for note in result.notes:
+            self.log.warning("%s", note)
+        resources.setdefault("rice_lab", {})["notes"] = result.notes
+        return nb, resources
 
 
 # --- the checks, outside the kernel -------------------------------------------------------------------
@@ -272,61 +154,115 @@ def _error(ename: str, evalue: str) -> NotebookNode:
     return nbformat.v4.new_output("error", ename=ename, evalue=evalue, traceback=[f"{ename}: {evalue}"])
 
 
-def run_checks(nb: NotebookNode, workdir: Path, limits: sandbox.Limits | None, timeout: int = 60) -> list[str]:
-    """Run every test cell's checks in this process against the notebook's code re-run in an answer process.
+@dataclass
+class Execution:
+    """What running a notebook found beyond its outputs: notes for the report."""
 
-    The code cells that are not test cells run, in order, in a fresh (contained) answer process; before
-    each test cell, its checks call the answers there. Each test cell's outputs become the checks'
-    verdict. Returns notes for the report (test cells that could not be run this way).
+    notes: list[str] = field(default_factory=list)
+
+
+def execute_notebook(nb: NotebookNode, workdir: Path, limits: sandbox.Limits | None, timeout: int = 60,
+                     max_output: int = 8 * sandbox.MiB) -> Execution:
+    """Run ``nb``'s code cells in order in a fresh (contained) answer process, in place.
+
+    Each code cell gets the outputs it produced there (at most ``max_output`` characters in all); each
+    test cell gets its checks' verdict, computed in this process against the answers in the other one.
+    A cell that stops the answer process (``os._exit``, a limit) ends the run: the cells after it get
+    nothing, the test cells after it an error naming what happened.
     """
     from autograder.remote import AnswerProcess, AnswerProcessGone
 
-    notes: list[str] = []
-    pending: list[str] = []
-    process: AnswerProcess | None = None
+    execution = Execution()
     home = Path(tempfile.mkdtemp(prefix="rice-lab-answers-"))
-    env = checks_env()
-    env.pop("RICE_LAB_CHECKS")
     # The files a check writes for its cases (images, masks) go where the answer process can read them.
     cases = home / "home" / "cases"
     cases.mkdir(parents=True)
+    calls = {id(cell): _calls_or_none(cell) for cell in nb.cells if cell.cell_type == "code" and is_grade_cell(cell)}
+    preload = tuple(dict.fromkeys(c.module for found in calls.values() if found for c in found))
+    left, gone = max_output, None
     tempdir, tempfile.tempdir = tempfile.tempdir, str(cases)
+    process = None
     try:
+        try:
+            process = AnswerProcess(workdir, limits=limits, home=home / "home", preload=preload, env=answers_env(),
+                                    log=home / "answers.log")
+        except AnswerProcessGone as err:
+            gone = str(err)
         for cell in nb.cells:
             if cell.cell_type != "code":
                 continue
-            if not is_grade_cell(cell):
-                pending.append(cell.source)
+            found = calls.get(id(cell))
+            if gone is not None:
+                cell.outputs = [_error("AnswerProcessGone", gone)] if is_grade_cell(cell) else []
                 continue
             try:
-                calls = check_calls(cell.source)
-            except NotRunnableOutside as err:
-                notes.append(f"test cell {cell.metadata.get('nbgrader', {}).get('grade_id')} was scored in the "
-                             f"kernel ({err})")
+                if found:
+                    cell.outputs = _verdict(found, process, timeout)
+                    continue
+                if is_grade_cell(cell):
+                    execution.notes.append(f"test cell {cell.metadata.get('nbgrader', {}).get('grade_id')} ran with the "
+                                           "notebook's code, not outside it (it holds more than check calls)")
+                run = process.run_cell(cell.source, timeout, max(left, 0))
+            except AnswerProcessGone as err:
+                gone = str(err)
+                if is_grade_cell(cell):
+                    cell.outputs = [_error("AnswerProcessGone", gone)]
+                else:
+                    cell.outputs = [_error("DeadKernelError", f"the process running the notebook stopped in this cell: "
+                                           f"{gone.split(': ', 1)[-1]}; the cells after it did not run")]
                 continue
-            if process is None:
-                try:
-                    process = AnswerProcess(workdir, limits=limits, home=home / "home",
-                                            preload=tuple(dict.fromkeys(c.module for c in calls)), env=env)
-                except AnswerProcessGone as err:
-                    cell.outputs = [_error("AnswerProcessGone", str(err))]
-                    break
-            try:
-                process.exec_cells(pending, timeout)
-            except AnswerProcessGone:
-                pass  # the checks below report it
-            pending = []
-            cell.outputs = _verdict(calls, process, timeout)
+            cell.outputs = [_output(o) for o in run.get("outputs") or []]
+            cell.execution_count = run.get("execution_count")
+            left -= sum(len(o.get("text") or "") + sum(len(v) for v in (o.get("data") or {}).values())
+                        for o in run.get("outputs") or [])
+            if run.get("dropped") and left >= -1:
+                cell.outputs.append(_stream(OUTPUT_NOTE.format(limit=sandbox.format_size(max_output)) + "\n"))
+                left = -2
     finally:
         tempfile.tempdir = tempdir
         if process is not None:
             process.close()
+        execution.notes += _refusals(home / "answers.log")
         shutil.rmtree(home, ignore_errors=True)
-    return notes
+    return execution
+
+
+def _refusals(log: Path) -> list[str]:
+    """What the sandbox refused the notebook's code (its audit hook writes one line per refusal)."""
+    if not log.is_file():
+        return []
+    notes = []
+    for line in log.read_text(errors="replace").splitlines():
+        if line.startswith("rice-lab sandbox: refused"):
+            notes.append("the sandbox " + line.removeprefix("rice-lab sandbox: "))
+    return list(dict.fromkeys(notes))
+
+
+def _calls_or_none(cell: NotebookNode) -> list[CheckCall] | None:
+    try:
+        return check_calls(cell.source)
+    except NotRunnableOutside:
+        return None
+
+
+def _output(raw: dict) -> NotebookNode:
+    """A notebook output from the answer process's plain dict (only the fields a notebook allows)."""
+    kind = raw.get("output_type")
+    if kind == "stream":
+        return nbformat.v4.new_output("stream", name=str(raw.get("name", "stdout")), text=str(raw.get("text", "")))
+    if kind == "error":
+        return nbformat.v4.new_output("error", ename=str(raw.get("ename", "Error")), evalue=str(raw.get("evalue", "")),
+                                      traceback=[str(line) for line in raw.get("traceback") or []])
+    data = {str(k): str(v) for k, v in (raw.get("data") or {}).items()}
+    metadata = raw.get("metadata") if isinstance(raw.get("metadata"), dict) else {}
+    if kind == "execute_result":
+        return nbformat.v4.new_output("execute_result", data=data, metadata=metadata,
+                                      execution_count=raw.get("execution_count"))
+    return nbformat.v4.new_output("display_data", data=data, metadata=metadata)
 
 
 def _verdict(calls: list[CheckCall], process: Any, timeout: int) -> list[NotebookNode]:
-    """Run the calls of one test cell; its outputs (what the checks printed, then the first failure)."""
+    """Run the calls of one test cell here; its outputs (what the checks printed, then the first failure)."""
     import importlib
 
     from autograder.remote import AnswerProcessGone, RemoteFunction
@@ -353,18 +289,3 @@ def _verdict(calls: list[CheckCall], process: Any, timeout: int) -> list[Noteboo
     if printed.getvalue():
         outputs.insert(0, _stream(printed.getvalue()))
     return outputs
-
-
-class RunChecks(NbGraderPreprocessor):
-    """nbgrader autograde step, after Execute: every test cell's verdict comes from :func:`run_checks`."""
-
-    def preprocess(self, nb: NotebookNode, resources: Any) -> tuple[NotebookNode, Any]:
-        workdir = Path((resources.get("metadata") or {}).get("path") or ".").resolve()
-        settings = GradingSandbox(parent=self)
-        from nbgrader.coursedir import CourseDirectory
-        root = Path(CourseDirectory(config=self.config).root).resolve()
-        limits = settings.limits(root).with_paths(writable=[workdir]) if settings.contain else None
-        timeout = int(self.config.Execute.get("timeout", 60) or 60)
-        for note in run_checks(nb, workdir, limits, timeout):
-            self.log.warning(note)
-        return nb, resources

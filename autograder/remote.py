@@ -35,7 +35,7 @@ class AnswerProcess:
     """A (contained) process that runs a learner's cells and answers calls to their functions."""
 
     def __init__(self, cwd: Path, limits: sandbox.Limits | None = None, home: Path | None = None,
-                 preload: tuple[str, ...] = (), env: dict[str, str] | None = None) -> None:
+                 preload: tuple[str, ...] = (), env: dict[str, str] | None = None, log: Path | None = None) -> None:
         self.cwd = Path(cwd)
         self.gone: str | None = None
         to_child, self._write = os.pipe()
@@ -43,8 +43,6 @@ class AnswerProcess:
         command = [sys.executable, "-m", "autograder.answers", str(to_child), str(from_child), *preload]
         env = dict(env or os.environ)
         env["PYTHONPATH"] = sandbox._pythonpath(env.get("PYTHONPATH", ""))
-        env.setdefault("MPLBACKEND", "Agg")
-        env["RICE_LAB_CHECKS"] = "here"  # a check called by the learner's own code runs in this process
         self.containment = None
         if limits is not None:
             home = Path(home or self.cwd / ".answers-home")
@@ -53,9 +51,10 @@ class AnswerProcess:
             limits = self.containment.limits
             command = sandbox.contained_command(command, limits)
             env = sandbox.contained_env(env, limits, home)
+        self._log = open(log, "ab") if log is not None else subprocess.DEVNULL  # what bypasses Python's streams
         self.process = subprocess.Popen(command, cwd=self.cwd, env=env, pass_fds=(to_child, from_child),
-                                        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                        stderr=subprocess.DEVNULL, start_new_session=True)
+                                        stdin=subprocess.DEVNULL, stdout=self._log, stderr=self._log,
+                                        start_new_session=True)
         os.close(to_child)
         os.close(from_child)
         self._request({"op": "ping"}, START_TIMEOUT)
@@ -138,6 +137,9 @@ class AnswerProcess:
             except OSError:
                 pass
         self._read = self._write = -1
+        if self._log is not subprocess.DEVNULL:
+            self._log.close()
+            self._log = subprocess.DEVNULL
 
     def __enter__(self) -> "AnswerProcess":
         return self
@@ -154,6 +156,12 @@ class AnswerProcess:
         runs = self._request({"op": "exec", "sources": sources, "timeout": timeout},
                              timeout * len(sources) + 30)
         return [CellRun(r.get("error"), bool(r.get("timeout"))) for r in runs]
+
+    def run_cell(self, source: str, timeout: float, max_output: int) -> dict:
+        """Run one cell and keep its outputs (at most ``max_output`` characters); a dict of plain values:
+        ``outputs`` (nbformat output dicts), ``execution_count``, ``error``, ``timeout``, ``dropped``."""
+        return self._request({"op": "run", "source": source, "timeout": timeout, "max_output": max_output},
+                             timeout + 30)
 
     def get(self, name: str, timeout: float = 60) -> Any:
         """A RemoteFunction for a function, the value for anything else; NameError if undefined."""

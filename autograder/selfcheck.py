@@ -10,14 +10,12 @@ a separate process (:mod:`autograder.grading`), and the cells scored with nbgrad
 from __future__ import annotations
 
 import copy
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import nbformat
 from nbformat import NotebookNode
-from traitlets.config import Config
 
 from autograder.audit import audit_notebook
 from autograder.notebooks import (CellScore, grade_id, is_grade_cell, is_locked, read_notebook, score_cells,
@@ -58,7 +56,13 @@ class CheckReport:
 
 def restore_from_source(nb: NotebookNode, source: NotebookNode) -> list[str]:
     """Put the source versions of locked and test cells back (hidden tests included), as nbgrader does."""
-    notes = []
+    from autograder.audit import forget_unknown_cells
+
+    notes = forget_unknown_cells(nb, {grade_id(c) for c in source.cells if grade_id(c)})
+    by_id = {grade_id(c): c for c in source.cells if grade_id(c)}
+    for cell in nb.cells:  # the released metadata (points, checksums, flags) counts, not the learner's
+        if grade_id(cell) in by_id and cell.metadata.get("nbgrader") != by_id[grade_id(cell)].metadata["nbgrader"]:
+            cell.metadata["nbgrader"] = copy.deepcopy(by_id[grade_id(cell)].metadata["nbgrader"])
     originals = {grade_id(c): c for c in source.cells if grade_id(c) and (is_locked(c) or is_grade_cell(c))}
     present = {grade_id(c) for c in nb.cells if grade_id(c)}
     for cell in nb.cells:
@@ -104,14 +108,14 @@ def _insert_at(nb: NotebookNode, source: NotebookNode, index: int) -> int:
 
 def check_notebook(path: Path, timeout: int = 60, source: Path | None = None, contained: bool = False,
                    memory: str | None = None) -> CheckReport:
-    """Execute ``path`` in a fresh kernel (each cell limited to ``timeout`` s) and score its grade cells.
+    """Run ``path`` as the graders do (each cell limited to ``timeout`` s) and score its grade cells.
 
     ``source`` is the folder of nbgrader source notebooks (default: this repository's ``solutions/``);
     ``contained`` runs the notebook's code in the graders' sandbox (``memory`` caps each process).
     """
     from autograder import sandbox
     from autograder.datasets import course_dataset
-    from autograder.grading import ContainedExecute, GradingSandbox, run_checks
+    from autograder.grading import GradingSandbox, execute_notebook
 
     start = time.monotonic()
     nb = read_notebook(path)
@@ -125,36 +129,18 @@ def check_notebook(path: Path, timeout: int = 60, source: Path | None = None, co
     notes += audit_notebook(nb)
     strip_outputs(nb)  # saved outputs and counts say nothing about this run
     course_dataset()  # made here, writable, before any contained process reads it
-    config = Config()
-    config.GradingSandbox.contain = contained
-    if memory:
-        config.GradingSandbox.memory = memory
-    config.Execute.timeout = timeout
-    config.Execute.interrupt_on_timeout = True
-    config.Execute.startup_timeout = 120
     workdir = path.resolve().parent
-    zeroed = None
-    with tempfile.TemporaryDirectory(prefix="rice-lab-check-") as scratch:
-        config.CourseDirectory.root = str(workdir)
-        executor = ContainedExecute(config=config, kernel_name="python3")
-        executor.kernel_log = Path(scratch) / "kernel.log"
-        try:
-            executor.preprocess(nb, {"metadata": {"path": str(workdir)}})
-        except Exception as err:  # a kernel that cannot start, or nbclient giving up on an unresponsive one
-            zeroed = f"execution stopped: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
-        limits = GradingSandbox(config=config).limits(workdir) if contained else None
-        if zeroed is None:
-            notes += run_checks(nb, workdir, limits.with_paths(writable=[workdir]) if limits else None, timeout)
-        notes += executor.sandbox_notes()
+    settings = GradingSandbox(memory=memory or "4GiB")
+    limits = settings.limits(workdir).with_paths(writable=[workdir]) if contained else None
+    notes += execute_notebook(nb, workdir, limits, timeout, sandbox.parse_size(settings.max_output)).notes
     for cell in nb.cells:
         for output in cell.get("outputs", []):
-            if output.get("output_type") == "error" and output.get("ename") in ("CellTimeoutError", "KeyboardInterrupt"):
-                notes.append(f"a cell ran past {timeout} s and was interrupted")
-                break
+            if output.get("output_type") == "error" and output.get("ename") == "CellTimeoutError":
+                notes.append(f"a cell ran past {timeout} s and was stopped")
             if output.get("output_type") == "error" and output.get("ename") == "DeadKernelError":
-                notes.append("the kernel died (os._exit, a crash, or a memory or process limit)")
+                notes.append("the notebook's process stopped (os._exit, a crash, or a memory or process limit)")
     if contained:
         notes += [f"contained: {line}" for line in sandbox.describe(limits)]
-    report = CheckReport(path, score_cells(nb), list(dict.fromkeys(notes)), zeroed, time.monotonic() - start)
+    report = CheckReport(path, score_cells(nb), list(dict.fromkeys(notes)), None, time.monotonic() - start)
     report.notebook_node = nb
     return report

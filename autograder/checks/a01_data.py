@@ -94,6 +94,11 @@ def _pairing_hint(got: dict, expected: dict, names: list[str]) -> str:
                 "matched by stripping `_rgn` from their stem")
     if any("." in k for k in keys):
         return "a plant id is the file name without its extension and without `_rgn` (e.g. 'id_abc')"
+    missing = set(expected) - set(got)
+    if missing and all(m.rstrip("_rgn") != m for m in missing):
+        return (f"your pairing returned {len(got)} plants, expected {len(expected)}: the missing ones end in "
+                "r, g or n, and rstrip('_rgn') strips any of those letters, not the suffix: use "
+                "removesuffix('_rgn') or cut the last four characters")
     extra = set(got) - set(expected)
     if extra:
         return (f"your pairing returned {len(got)} plants, expected {len(expected)}: plants that lack one "
@@ -101,6 +106,9 @@ def _pairing_hint(got: dict, expected: dict, names: list[str]) -> str:
     if any(Path(n).suffix != Path(n).suffix.lower() for n in names):
         return (f"your pairing returned {len(got)} plants, expected {len(expected)}: extensions come in any "
                 "case and kind (.jpg, .JPG, .png); compare stems, not full names")
+    if not got and expected:
+        return (f"no plant was paired, expected {len(expected)}: `id_x_rgn.jpg` is the RGNIR photo of plant "
+                "`id_x`; match the two photos of a plant by stripping `_rgn` from the stem")
     return (f"your pairing returned {len(got)} plants, expected {len(expected)}: every plant with both an "
             "`id_x.jpg` and an `id_x_rgn.jpg` file must appear once")
 
@@ -132,12 +140,15 @@ def check_pairing_hidden(pair_cameras: Callable, seed: int) -> None:
 
 # --- question 2: a plant-level, label-stratified split ------------------------------------------------
 
-def split_case(seed: int, tiny_class: bool = False) -> tuple[pd.DataFrame, float]:
-    """A Train.csv-like table (two rows per plant, shuffled) and a validation fraction."""
+def split_case(seed: int, tiny_class: bool = False, rounding: bool = False) -> tuple[pd.DataFrame, float]:
+    """A Train.csv-like table (two rows per plant, shuffled) and a validation fraction; ``rounding``: every
+    label's n * valid_pct ends in .75, where rounding and truncating disagree."""
     gen = _kit.rng(seed)
     counts = [int(gen.integers(6, 20)) for _ in zindi.CLASSES]
     if tiny_class:
         counts[int(gen.integers(len(counts)))] = 2
+    if rounding:
+        counts = [int(n) for n in gen.permutation([7, 11, 15])]
     ids = _random_ids(gen, sum(counts))
     labels = np.repeat(zindi.CLASSES, counts)
     gen.shuffle(labels)
@@ -145,7 +156,7 @@ def split_case(seed: int, tiny_class: bool = False) -> tuple[pd.DataFrame, float
             for camera in ("", "_rgn")]
     order = gen.permutation(len(rows))
     images = pd.DataFrame([rows[i] for i in order], columns=["Image_id", "Label"])
-    return images, float(gen.choice([0.2, 0.25, 0.3]))
+    return images, 0.25 if rounding else float(gen.choice([0.2, 0.25, 0.3]))
 
 
 def allowed_valid_counts(n: int, valid_pct: float) -> set[int]:
@@ -168,6 +179,10 @@ def _plants_per_label(images: pd.DataFrame) -> pd.Series:
 
 
 def _count_hint(counts: pd.Series, allowed: dict[str, set[int]], per_label: pd.Series, valid_pct: float) -> str:
+    truncated = {label: min(max(int(n * valid_pct), 1), max(n - 1, 1)) for label, n in per_label.items()}
+    if all(int(counts[label]) == truncated[label] for label in per_label.index):
+        return (f"round n_plants * valid_pct to the nearest integer: int() truncates (int({per_label.iloc[0]} * "
+                f"{valid_pct}) is {int(per_label.iloc[0] * valid_pct)}); take round(n_plants * valid_pct) plants")
     total_ok = any(abs(int(counts.sum()) - k) <= 1 for k in [round(int(per_label.sum()) * valid_pct)])
     for label, n in per_label.items():
         if counts[label] == 0 and min(allowed[label]) >= 1:
@@ -250,8 +265,10 @@ def check_split(split_by_plant: Callable, seed: int) -> None:
     """Visible check for question 2 on a fresh random Train.csv-like table."""
     images, valid_pct = split_case(seed)
     _compare_split(split_by_plant, images, valid_pct, seed, seed)
+    _compare_split(split_by_plant, *split_case(seed, rounding=True), seed, seed)
     _kit.passed(Q2, [f"{len(images) // 2} plants, valid_pct={valid_pct}: both photos of a plant on one side",
-                     "validation plants per label as expected", "same seed, same split; new seed, new split"])
+                     "validation plants per label as expected (rounded to the nearest, e.g. 7 x 0.25 -> 2)",
+                     "same seed, same split; new seed, new split"])
 
 
 @_kit.check(SPLIT_BY_PLANT)
@@ -292,9 +309,13 @@ def stats_case(seed: int, folder: Path, odd_modes: bool = False) -> list[str]:
     return paths
 
 
-def _compare_stats(func: Callable, paths: list[Any], seed: int) -> None:
+def _compare_stats(func: Callable, paths: list[Any], seed: int, hint: str | None = None) -> None:
     mean, std = _reference_stats(paths)
-    got = func(paths)
+    if hint is None:
+        got = func(paths)
+    else:
+        with _kit.named_errors(Q3, hint, seed):
+            got = func(paths)
     if not isinstance(got, tuple) or len(got) != 2:
         _kit.fail(Q3, "a tuple (mean, std)", type(got).__name__, "return two arrays: `return mean, std`", seed)
     try:
@@ -349,9 +370,12 @@ def check_channel_stats_hidden(channel_stats: Callable, seed: int) -> None:
     """Hidden check for question 3: grayscale and RGBA files, Path objects, a pandas Series of paths."""
     with tempfile.TemporaryDirectory() as folder:
         paths = stats_case(seed, Path(folder), odd_modes=True)
-        _compare_stats(channel_stats, paths, seed)
-        _compare_stats(channel_stats, [Path(p) for p in paths], seed)
-        _compare_stats(channel_stats, pd.Series(paths[::-1], index=range(10, 10 + len(paths))), seed)
+        _compare_stats(channel_stats, paths, seed, "grayscale and RGBA files are here: open every image with "
+                       "load_image, which converts it to RGB (Image.open keeps 1 or 4 channels)")
+        _compare_stats(channel_stats, [Path(p) for p in paths], seed, "paths may be Path objects, not only strings")
+        _compare_stats(channel_stats, pd.Series(paths[::-1], index=range(10, 10 + len(paths))), seed,
+                       "iterate over the paths themselves (`for p in paths`): a pandas Series is indexed by its "
+                       "labels, not by 0, 1, 2")
     _kit.passed(Q3 + " (hidden)", ["grayscale and RGBA files", "Path objects and a pandas Series"])
 
 

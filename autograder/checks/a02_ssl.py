@@ -354,7 +354,7 @@ def _as_photos(array: np.ndarray, floats: bool) -> torch.Tensor:
 
 def _random_spec(gen: np.random.Generator, **fixed: Any) -> Any:
     values = dict(size=int(gen.choice([12, 16, 20])), n_large=int(gen.choice([1, 2, 2, 3])),
-                  n_small=int(gen.integers(0, 5)), small_ratio=float(gen.choice([0.5, 0.75])),
+                  n_small=int(gen.integers(1, 5)), small_ratio=float(gen.choice([0.5, 0.75])),
                   max_rotation=float(gen.choice([0.0, 10.0])), flip=bool(gen.integers(0, 2)),
                   jitter=float(gen.choice([0.0, 0.3])))
     values.update(fixed)
@@ -373,8 +373,8 @@ def views_case(seed: int, floats: bool = False) -> tuple[torch.Tensor, torch.Ten
     return _as_photos(rgb, floats), _as_photos(rgnir, floats), _random_spec(gen)
 
 
-def colour_case(seed: int, floats: bool = False, jitter: float = 0.0) -> tuple[torch.Tensor, torch.Tensor, Any,
-                                                                              np.ndarray]:
+def colour_case(seed: int, floats: bool = False, jitter: float = 0.0,
+                **fixed: Any) -> tuple[torch.Tensor, torch.Tensor, Any, np.ndarray]:
     """Photos of one colour each: every plant and camera its own colour; (rgb, rgnir, spec, colours).
 
     ``colours[camera, plant]`` is the colour in [0, 1]; RGB colours are dark and reddish, RGNIR ones
@@ -388,7 +388,7 @@ def colour_case(seed: int, floats: bool = False, jitter: float = 0.0) -> tuple[t
     levels[1, :, 2] = np.maximum(levels[1, :, 2], levels[1, :, 0] + 10)   # RGNIR: more "blue" (NIR)
     levels = np.minimum(levels, 255)
     photos = [np.broadcast_to(levels[k][:, :, None, None], (batch, 3, height, width)).copy() for k in (0, 1)]
-    spec = _random_spec(gen, jitter=jitter)
+    spec = _random_spec(gen, jitter=jitter, **fixed)
     return _as_photos(photos[0], floats), _as_photos(photos[1], floats), spec, levels / 255.0
 
 
@@ -465,6 +465,12 @@ def _check_cameras(func: Callable, rgb: torch.Tensor, rgnir: torch.Tensor, spec:
     batch = len(rgb)
     case = f" (case: {batch} one-colour plants, n_large={spec.n_large}, n_small={spec.n_small}, " \
            f"jitter={spec.jitter})"
+    top = max(float(c.max()) for c in got)
+    saturated = np.mean([float((c >= 1.0 - 1e-6).float().mean()) for c in got])
+    if top > 1.0 + 1e-4 or (saturated > 0.5 and colours.max() < 0.95):
+        _kit.fail(Q3, "values in [0, 1], each crop the colour of its photo", f"values up to {top:.1f}, "
+                  f"{saturated:.0%} of them at 1.0", "uint8 photos hold 0-255: divide them by 255 before cropping "
+                  "(brightness_contrast clamps at 1, which hides the mistake)" + case, seed)
     found: list[list[tuple[int, int] | None]] = []
     for crop in got:
         per_plant = []
@@ -531,7 +537,15 @@ def _camera_hint(found: list, plan: list[int], spec: Any, colours: np.ndarray, g
 def _check_scales(func: Callable, seed: int) -> None:
     """Large crops cover much of the photo, small crops little (ramp photos: a crop's range of values)."""
     rgb, rgnir, spec = ramp_case(seed)
-    got = _crops_of(func, rgb, rgnir, spec, seed).result
+    outcome = _crops_of(func, rgb, rgnir, spec, seed)
+    got = outcome.result
+    if not (torch.equal(outcome.args[0], rgb) and torch.equal(outcome.args[1], rgnir)):
+        _kit.fail(Q3, "the float photos left unchanged", "they were modified in place",
+                  "float photos are already in [0, 1]: use them as they are, and never divide the input in place "
+                  "(x.float() is x itself when x is already float)", seed)
+    if max(float(c.max()) for c in got) < 0.1:
+        _kit.fail(Q3, "crops of float photos with values up to about 1", f"values up to {max(float(c.max()) for c in got):.3f}",
+                  "float photos are already in [0, 1]: divide only uint8 photos by 255", seed)
     extents = [float((c[:, 0].amax(dim=(1, 2)) - c[:, 0].amin(dim=(1, 2))).mean()) for c in got]
     large, small = extents[:spec.n_large], extents[spec.n_large:]
     if min(large) < 0.55 or max(small) > 0.6:
@@ -552,8 +566,9 @@ def check_paired_views(paired_views: Callable, seed: int) -> None:
     """Visible check for question 3: structure, cameras, jitter and scales, whatever your random order."""
     rgb, rgnir, spec = views_case(seed)
     _check_structure(paired_views, rgb, rgnir, spec, seed)
+    # 3 large + 3 small crops: every slip in the cameras' order shows (with 2 + 2 some do not).
     for jitter in (0.0, 0.3):
-        rgb, rgnir, spec, colours = colour_case(seed, jitter=jitter)
+        rgb, rgnir, spec, colours = colour_case(seed, jitter=jitter, n_large=3, n_small=3)
         _check_cameras(paired_views, rgb, rgnir, spec, colours, seed)
     _check_scales(paired_views, seed)
     _kit.passed(Q3, [f"{spec.n_large} large + {spec.n_small} small crops of {len(rgb)} plants: shapes, float32 "
@@ -645,6 +660,9 @@ def _compare_step(func: Callable, model: nn.Module, rgb, rgnir, spec, seed: int)
            f"{model.prototypes.weight.shape[0]} prototypes)"
     expected, after = _run_step(None, model, rgb, rgnir, spec, seed)
     got, trained = _run_step(func, model, rgb, rgnir, spec, seed)
+    normalised = copy.deepcopy(model)
+    with torch.no_grad():
+        normalised.prototypes.weight.copy_(F.normalize(normalised.prototypes.weight, dim=1))
     if isinstance(got, torch.Tensor) and got.ndim == 0:
         _kit.fail(Q4, "a Python float", "a tensor", "return loss.item() (a plain number, no graph kept)" + case,
                   seed)
@@ -655,9 +673,10 @@ def _compare_step(func: Callable, model: nn.Module, rgb, rgnir, spec, seed: int)
                   "update the model's own weights (do not replace its layers)" + case, seed)
     if not math.isclose(got, expected, rel_tol=1e-4, abs_tol=1e-4):
         _kit.fail(Q4, round(expected, 5), round(got, 5), _step_hint(got, model, rgb, rgnir, spec, seed) + case, seed)
-    if _params_close(trained, model):
+    if _params_close(trained, model) or _params_close(trained, normalised):
         _kit.fail(Q4, "the weights updated by one optimiser step", "unchanged weights",
-                  "after loss.backward(), call optimizer.step()" + case, seed)
+                  "call optimizer.step() after loss.backward(), and optimizer.zero_grad() before backward, "
+                  "not between them (it would clear the gradients step needs)" + case, seed)
     if not _params_close(trained, after):
         _, stale = _run_step(None, model, rgb, rgnir, spec, seed, zero_grad=False)
         hint = ("clear the old gradients first: optimizer.zero_grad() before loss.backward()"
