@@ -385,6 +385,17 @@ def _decode_dataframe(tree: Any, counter: list[int]) -> Any:
     return frame
 
 
+def _colormap(name: str) -> Any:
+    """The colour map called ``name`` here, or a stand-in carrying that name (one the learner registered)."""
+    import matplotlib
+    from matplotlib.colors import ListedColormap
+
+    try:
+        return matplotlib.colormaps[name]
+    except KeyError:
+        return ListedColormap(["#000000", "#ffffff"], name=name)
+
+
 def _rebuild_figure(record: dict, counter: list[int]) -> Any:
     """A real matplotlib Figure with the panels, images, lines, titles and legends the record lists."""
     from matplotlib.figure import Figure
@@ -400,7 +411,7 @@ def _rebuild_figure(record: dict, counter: list[int]) -> Any:
                 import numpy as np
                 array = np.ma.masked_array(array, mask=mask)
             vmin, vmax = (image.get("clim") or [None, None])[:2]
-            ax.imshow(array, cmap=str(image["cmap"]), vmin=vmin, vmax=vmax,
+            ax.imshow(array, cmap=_colormap(str(image["cmap"])), vmin=vmin, vmax=vmax,
                       interpolation=str(image.get("interpolation") or "nearest"))
         for line in spec["lines"]:
             ax.plot(_decode(line["x"], None, counter), _decode(line["y"], None, counter), label=str(line["label"]))

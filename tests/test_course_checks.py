@@ -88,6 +88,42 @@ def test_split_delegation_scores_zero() -> None:
         checks.check_split(cheat.split_by_plant)
 
 
+# --- checks that cannot be fooled from inside the notebook ---------------------------------------------
+
+FOOLING = """
+import gc, math, numpy, torch
+numpy.allclose = lambda *a, **k: True       # the issue's attack: every comparison says "equal"
+math.isclose = lambda *a, **k: True
+torch.allclose = lambda *a, **k: True
+numpy.array_equal = lambda *a, **k: True
+for module in [o for o in gc.get_objects() if type(o).__name__ == "module"]:
+    if getattr(module, "__name__", "").startswith("autograder.checks"):  # a check's globals, reached anyway
+        module.fail = lambda *a, **k: None
+        module._compare_stats = lambda *a, **k: None
+
+def channel_stats(paths):
+    return numpy.zeros(3), numpy.zeros(3)
+"""
+
+
+def test_checks_cannot_be_fooled_from_inside_the_notebook(tmp_path) -> None:
+    """Rebinding numpy.allclose, math.isclose, torch.allclose or a check's own functions changes only the
+    process the notebook runs in; the checks run in another one."""
+    from autograder.grading import execute_notebook
+    from autograder.notebooks import score_cells
+    from autograder.audit import audit_notebook
+
+    nb = nbformat.read(REPO / "solutions" / "01-data" / "01-data.ipynb", as_version=4)
+    answer = next(c for c in nb.cells if c.get("id") == "channel_stats_answer")
+    answer.source = FOOLING
+    assert audit_notebook(nb) == []  # nothing the audit can see: only running the checks elsewhere stops it
+    execute_notebook(nb, tmp_path, limits=None, timeout=60)
+    scores = {s.grade_id: s for s in score_cells(nb)}
+    assert scores["channel_stats_check"].points == scores["channel_stats_hidden"].points == 0
+    assert "CheckFailed" in scores["channel_stats_check"].error
+    assert all(s.points == s.max_points for gid, s in scores.items() if not gid.startswith("channel_stats"))
+
+
 # --- the audit: outside the kernel, before anything runs ----------------------------------------------
 
 @pytest.mark.parametrize("source", [
