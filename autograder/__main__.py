@@ -1,4 +1,4 @@
-"""Command line: `python -m autograder generate | check NOTEBOOK | grade COURSE_DIR`."""
+"""Command line: `python -m autograder generate | check NOTEBOOK | grade COURSE_DIR | reliability`."""
 
 from __future__ import annotations
 
@@ -39,6 +39,11 @@ def main(argv: list[str] | None = None) -> int:
     grade.add_argument("--max-output", default="8MiB", help="output kept per notebook (default 8MiB)")
     grade.add_argument("--uncontained", action="store_true",
                        help="run submissions without the sandbox (trusted code only)")
+    reliability = commands.add_parser("reliability", help="run every check on its solution for many seeds and "
+                                      "count false failures")
+    reliability.add_argument("assignments", nargs="*", help="assignment names (default: every registered one)")
+    reliability.add_argument("--seeds", type=int, default=200, help="seeds per check (default 200)")
+    reliability.add_argument("--first-seed", type=int, default=0)
     args = parser.parse_args(argv)
     try:
         return _run(args)
@@ -57,6 +62,9 @@ def _run(args: argparse.Namespace) -> int:
             print(f"generate: {err}", file=sys.stderr)
             return 1
         return 0
+    if args.command == "reliability":
+        from autograder.reliability import main as reliability_main
+        return reliability_main(args.assignments or None, args.seeds, args.first_seed)
     if args.command == "check":
         from autograder.notebooks import NotebookUnreadable
         from autograder.selfcheck import check_notebook

@@ -187,6 +187,13 @@ class Server:
                 func = guard_function(answer.question, func, answer.forbidden(), answer.hint)
             except CheckFailed as failed:
                 return {"status": "failed", "message": str(failed)}
+        figures = _open_figures()
+        try:
+            return self._call(func, args, kwargs, backward, timeout)
+        finally:
+            _close_new_figures(figures)  # a check's figures are the check's: the notebook does not show them
+
+    def _call(self, func: Callable, args: tuple, kwargs: dict, backward: bool, timeout: float) -> dict:
         try:
             with _time_limit(timeout):
                 result = func(*args, **kwargs)
@@ -204,6 +211,18 @@ class Server:
             reply.update(_backward(result, args, kwargs))
             reply["args"] = wire.encode(list(args))
         return reply
+
+
+def _open_figures() -> set[int]:
+    pyplot = sys.modules.get("matplotlib.pyplot")
+    return set(pyplot.get_fignums()) if pyplot is not None else set()
+
+
+def _close_new_figures(before: set[int]) -> None:
+    pyplot = sys.modules.get("matplotlib.pyplot")
+    if pyplot is not None:
+        for number in set(pyplot.get_fignums()) - before:
+            pyplot.close(number)
 
 
 def _backward(result: Any, args: Any, kwargs: Any) -> dict:

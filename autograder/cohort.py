@@ -159,7 +159,7 @@ def grade_course(course_dir: Path, assignments: list[str] | None = None, jobs: i
                 gb.update_or_create_student(student)
         snapshot = scratch / "gradebook-snapshot.db"
         shutil.copy(_db_path(course), snapshot)
-        guard = _Guard(course, scratch)
+        guard = _Guard(course, scratch, enforced or not limits["contain"])
         tasks = [(s, a) for a in names for s in students if (course.submitted / s / a).is_dir()]
         outcomes = []
 
@@ -185,6 +185,7 @@ def grade_course(course_dir: Path, assignments: list[str] | None = None, jobs: i
     protection = sandbox.describe(_limits_of(limits)) if limits["contain"] else ["nothing (--uncontained)"]
     if limits["contain"] and not enforced:
         protection.append("one submission at a time: without namespaces, files are checked by hash after each")
+    protection += guard.notes
     return CohortResult(outcomes, csv_path, report_path, time.monotonic() - start, jobs, protection)
 
 
@@ -195,12 +196,18 @@ def _limits_of(limits: dict) -> sandbox.Limits:
 
 
 class _Guard:
-    """The course's files, the other submissions and the gradebook, checked by hash after every job."""
+    """The course's files, the other submissions and the gradebook, checked by hash after every job.
 
-    def __init__(self, course: Course, scratch: Path) -> None:
+    Where the sandbox makes them read-only (namespaces), a change cannot come from a submission: it is
+    someone else's work (an instructor editing while grading) and is left alone, with a note. Elsewhere
+    the submission that ran is the one that could: the files are restored, the changed versions kept in
+    ``grading_quarantine/`` (nothing is lost), and the submission scores zero.
+    """
+
+    def __init__(self, course: Course, scratch: Path, enforced: bool) -> None:
         import rice_lab
 
-        self.course = course
+        self.course, self.enforced = course, enforced
         paths = [course.source, course.submitted, course.root / "nbgrader_config.py", REPO / "autograder",
                  Path(rice_lab.__file__).resolve().parent]
         self.files = Guarded.take(paths, scratch / "backup")
@@ -208,26 +215,40 @@ class _Guard:
         self.gradebook_backup = scratch / "gradebook-merged.db"
         self._remember_gradebook()
         self.lock = threading.Lock()
+        self.notes: list[str] = []
 
     def _remember_gradebook(self) -> None:
         shutil.copy(self.gradebook, self.gradebook_backup)
         self.gradebook_hash = tree_hashes(self.gradebook)
 
     def verify(self, outcome: Outcome, job: Path | None) -> tuple[Outcome, Path | None]:
-        """After a job: restore whatever changed; the submission that changed it scores zero."""
+        """After a job: whatever changed is restored (and kept aside) if the submission could have done it."""
         with self.lock:
             changed = self.files.changes()
-            if tree_hashes(self.gradebook) != self.gradebook_hash:
-                changed.append(self.gradebook)
+            gradebook_changed = tree_hashes(self.gradebook) != self.gradebook_hash
+            if not changed and not gradebook_changed:
+                return outcome, job
+            names = ", ".join(_relative(p, self.course.root) for p in changed[:3])
+            names += (", " if names and gradebook_changed else "") + ("gradebook.db" if gradebook_changed else "")
+            if self.enforced:
+                self.notes.append(f"changed while grading, not by a submission (they could not write there): {names}; "
+                                  "left as is")
+                self.files = Guarded.take(self.files.paths, self.files.backup.parent / f"backup-{len(self.notes)}")
+                self.gradebook_hash = tree_hashes(self.gradebook)
+                return outcome, job
+            quarantine = self.course.root / "grading_quarantine" / f"{outcome.student}--{outcome.assignment}"
+            for path in changed + ([self.gradebook] if gradebook_changed else []):
+                if path.is_file():
+                    target = quarantine / _relative(path, self.course.root).lstrip("/")
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copy2(path, target)
+            self.files.restore(changed)
+            if gradebook_changed:
                 shutil.copy(self.gradebook_backup, self.gradebook)
-            if changed:
-                self.files.restore(changed)
-                names = ", ".join(_relative(p, self.course.root) for p in changed[:3])
-                more = f" and {len(changed) - 3} more" if len(changed) > 3 else ""
-                outcome.status, outcome.reasons = "zero", outcome.reasons + [
-                    f"changed files outside its folder ({names}{more}): restored, and the submission scores zero"]
-                return outcome, None
-        return outcome, job
+            outcome.status, outcome.reasons = "zero", outcome.reasons + [
+                f"changed files outside its folder ({names}): restored (the changed versions are in "
+                f"{_relative(quarantine, self.course.root)}), and the submission scores zero"]
+            return outcome, None
 
     def merge(self, outcome: Outcome, job: Path | None) -> None:
         with self.lock:

@@ -25,6 +25,7 @@ from autograder.course import ASSIGNMENTS
 from autograder.integrity import tree_hashes
 from autograder.notebooks import REPO, kernel_env, read_notebook, score_cells
 from autograder.selfcheck import check_notebook
+from nbformat import writes as nbformat_writes
 
 CELL_TIMEOUT = 15  # the infinite loop is stopped after this many seconds
 EXPORT_COLUMNS = ["assignment", "duedate", "timestamp", "student_id", "last_name", "first_name", "email",
@@ -35,6 +36,7 @@ SAME_EVERYWHERE = ["warning", "allclose-cheat"]  # also graded by `check` and pl
 def _builder():
     spec = importlib.util.spec_from_file_location("cohort_build", REPO / "tests" / "fixtures" / "cohort" / "build.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while the file runs
     spec.loader.exec_module(module)
     return module
 
@@ -51,7 +53,7 @@ def _guarded(course: Path) -> dict[str, dict[str, str]]:
     """Hashes of everything no submission may change (the gradebook is checked on its own)."""
     return {name: tree_hashes(path) for name, path in (
         ("solutions", course / "solutions"), ("submitted", course / "submitted"),
-        ("config", course / "nbgrader_config.py"), ("autograder", REPO / "autograder"))}
+        ("config", course / "nbgrader_config.py"), ("autograder", REPO / "autograder" / "checks" / "__init__.py"))}
 
 
 @pytest.fixture(scope="module")
@@ -135,6 +137,27 @@ def test_check_grade_and_plain_nbgrader_give_the_same_total(cohort: dict, assign
                                 source=course / "solutions")
         grade_total = cohort["outcomes"][(student, assignment)].score
         assert report.points == nbgrader_total == grade_total, (student, report.render())
+
+
+def test_without_namespaces_changed_files_are_restored_and_kept_aside(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where the platform cannot make files read-only, a write that bypasses Python (a shell) is undone
+    after the job by hash, the changed version kept in grading_quarantine/, and the submission zeroed."""
+    monkeypatch.setenv("RICE_LAB_SANDBOX_NO_NAMESPACES", "1")
+    monkeypatch.setattr("autograder.sandbox.namespaces_available", lambda: False)
+    course = BUILD.build_course(tmp_path / "course", students=["perfect"], assignments=["01-data"])
+    target = course / "solutions" / "01-data" / "01-data.ipynb"
+    original = target.read_bytes()
+    nb = read_notebook(course / "submitted" / "perfect" / "01-data" / "01-data.ipynb")
+    cell = next(c for c in nb.cells if c.get("id") == "pair_cameras_answer")
+    cell.source = f"import subprocess\nsubprocess.run(['sh', '-c', 'echo changed >> {target}'])\n" + cell.source
+    (course / "submitted" / "perfect" / "01-data" / "01-data.ipynb").write_text(nbformat_writes(nb))
+    result = grade_course(course, jobs=2, cell_timeout=CELL_TIMEOUT)
+    outcome = result.outcomes[0]
+    assert target.read_bytes() == original and outcome.score == 0 and outcome.status == "zero"
+    assert "restored" in "; ".join(outcome.reasons) and result.jobs == 1
+    kept = course / "grading_quarantine" / "perfect--01-data" / "solutions" / "01-data" / "01-data.ipynb"
+    assert kept.read_bytes().endswith(b"changed\n")
 
 
 def test_regrading_is_idempotent(tmp_path: Path) -> None:

@@ -681,7 +681,7 @@ def _compare_step(func: Callable, model: nn.Module, rgb, rgnir, spec, seed: int)
         _, stale = _run_step(None, model, rgb, rgnir, spec, seed, zero_grad=False)
         hint = ("clear the old gradients first: optimizer.zero_grad() before loss.backward()"
                 if _params_close(trained, stale) else
-                "one step: optimizer.zero_grad(); loss.backward(); optimizer.step() — once, on this loss")
+                "one step: optimizer.zero_grad(); loss.backward(); optimizer.step(), once, on this loss")
         _kit.fail(Q4, "the weights after one reference step", "other weights", hint + case, seed)
 
 
@@ -694,7 +694,7 @@ def _step_hint(got: float, model: nn.Module, rgb, rgnir, spec, seed: int) -> str
         if n_large <= spec.n_crops and near(_run_step(None, model, rgb, rgnir, spec, seed, n_large=n_large)[0]):
             return f"pass n_large=spec.n_large ({spec.n_large}) to swav_loss, not {n_large}"
     return ("crops = paired_views(rgb, rgnir, spec, generator); embeddings, scores = model(crops); "
-            "loss = swav_loss(list(scores.chunk(len(crops))), n_large=spec.n_large) — and make sure "
+            "loss = swav_loss(list(scores.chunk(len(crops))), n_large=spec.n_large); and make sure "
             "paired_views and swav_loss pass their checks first")
 
 
