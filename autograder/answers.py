@@ -149,7 +149,7 @@ class Server:
                 outputs.append({"output_type": "display_data", "data": data,
                                 "metadata": _plain(display.get("metadata") or {})})
         outputs += [o for o in self.outputs if o["output_type"] == "execute_result"]
-        outputs += [o for o in self.outputs if o["output_type"] == "error"]
+        outputs += [o for o in self.outputs if o["output_type"] == "error" and o["ename"] != "_Timeout"]
         if timed_out:
             outputs.append({"output_type": "error", "ename": "CellTimeoutError",
                             "evalue": f"the cell ran for more than {timeout:g} s and was stopped",

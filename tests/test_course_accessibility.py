@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import re
 import sys
-from itertools import product
 from pathlib import Path
 
 import pytest

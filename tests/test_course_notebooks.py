@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from autograder.course import ASSIGNMENTS, notebook_budget
-from autograder.notebooks import REPO, grade_id
+from autograder.notebooks import REPO
 from autograder.selfcheck import check_notebook
 
 
