@@ -319,11 +319,20 @@ def serve(fd_in: int, fd_out: int) -> None:
 
 
 def main(argv: list[str]) -> int:
-    fd_in, fd_out, *preload = argv
-    fd_in, fd_out = int(fd_in), int(fd_out)
+    """``python -m autograder.answers [MODULE ...]``: serve on stdin/stdout, after importing the modules."""
+    # stdin and stdout are the channel: move them to fds of their own, so that nothing the learner's code
+    # writes (print to sys.__stdout__, os.write(1, ...), C code) can reach it. fd 1 then goes to the log.
+    fd_in, fd_out = os.dup(0), os.dup(1)
     devnull = os.open(os.devnull, os.O_RDWR)
-    os.dup2(devnull, 0)  # no input; output goes to the caller's log, cells' own output is captured per cell
-    for module in preload:
+    os.dup2(devnull, 0)
+    os.dup2(2, 1)
+    if sys.platform == "win32":
+        import msvcrt
+        for fd in (fd_in, fd_out):
+            msvcrt.setmode(fd, os.O_BINARY)
+    sys.stdin = open(os.devnull)
+    sys.stdout = os.fdopen(1, "w", buffering=1, closefd=False)
+    for module in argv:
         importlib.import_module(module)
     serve(fd_in, fd_out)
     return 0

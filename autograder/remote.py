@@ -5,16 +5,16 @@ from __future__ import annotations
 
 import os
 import pickle
-import select
+import queue
 import subprocess
 import sys
-import time
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from autograder import sandbox, wire
-from autograder.answers import HEADER, write_message
+from autograder.answers import read_message, write_message
 
 START_TIMEOUT = 120.0  # seconds for the answer process to import its modules and answer a ping
 
@@ -38,9 +38,7 @@ class AnswerProcess:
                  preload: tuple[str, ...] = (), env: dict[str, str] | None = None, log: Path | None = None) -> None:
         self.cwd = Path(cwd)
         self.gone: str | None = None
-        to_child, self._write = os.pipe()
-        self._read, from_child = os.pipe()
-        command = [sys.executable, "-m", "autograder.answers", str(to_child), str(from_child), *preload]
+        command = [sys.executable, "-m", "autograder.answers", *preload]
         env = dict(env or os.environ)
         env["PYTHONPATH"] = sandbox._pythonpath(env.get("PYTHONPATH", ""))
         self.containment = None
@@ -52,21 +50,36 @@ class AnswerProcess:
             command = sandbox.contained_command(command, limits)
             env = sandbox.contained_env(env, limits, home)
         self._log = open(log, "ab") if log is not None else subprocess.DEVNULL  # what bypasses Python's streams
-        self.process = subprocess.Popen(command, cwd=self.cwd, env=env, pass_fds=(to_child, from_child),
-                                        stdin=subprocess.DEVNULL, stdout=self._log, stderr=self._log,
-                                        start_new_session=True)
-        os.close(to_child)
-        os.close(from_child)
+        # The child's stdin and stdout are the channel (it moves them aside at once, see answers.main); a
+        # thread reads replies, so waiting with a time limit works on every platform.
+        self.process = subprocess.Popen(command, cwd=self.cwd, env=env, stdin=subprocess.PIPE,
+                                        stdout=subprocess.PIPE, stderr=self._log,
+                                        start_new_session=sys.platform != "win32")
+        self._replies: queue.Queue = queue.Queue()
+        threading.Thread(target=self._read_replies, daemon=True).start()
         self._request({"op": "ping"}, START_TIMEOUT)
 
     # --- the channel -----------------------------------------------------------------------------------
+
+    def _read_replies(self) -> None:
+        """Reader thread: every reply (bytes) onto the queue; an error text, then None, at the end."""
+        fd = self.process.stdout.fileno()
+        try:
+            while True:
+                message = read_message(fd)
+                self._replies.put(message)
+                if message is None:
+                    return
+        except (OSError, ValueError, wire.WireError) as err:
+            self._replies.put(f"it sent something that is not a reply ({err})")
+            self._replies.put(None)
 
     def _request(self, request: dict, timeout: float) -> Any:
         if self.gone:
             raise AnswerProcessGone(self.gone)
         try:
-            write_message(self._write, pickle.dumps(request, protocol=pickle.HIGHEST_PROTOCOL))
-        except OSError:
+            write_message(self.process.stdin.fileno(), pickle.dumps(request, protocol=pickle.HIGHEST_PROTOCOL))
+        except (OSError, ValueError):
             self._stop(f"it could not be reached ({self._how_it_ended()})")
         payload = self._receive(timeout)
         try:
@@ -80,26 +93,15 @@ class AnswerProcess:
         return reply.get("ok")
 
     def _receive(self, timeout: float) -> bytes:
-        deadline = time.monotonic() + timeout
-        header = self._read_exactly(HEADER.size, deadline)
-        (size,) = HEADER.unpack(header)
-        if size > wire.MAX_REPLY:
-            self._stop(f"it sent {size / 2**20:.0f} MiB, more than the {wire.MAX_REPLY // 2**20} MiB allowed")
-        return self._read_exactly(size, deadline)
-
-    def _read_exactly(self, size: int, deadline: float) -> bytes:
-        chunks, left = [], size
-        while left:
-            wait = deadline - time.monotonic()
-            ready, _, _ = select.select([self._read], [], [], max(0.0, wait)) if wait > 0 else ([], [], [])
-            if not ready:
-                self._stop("it ran out of time")
-            chunk = os.read(self._read, min(left, 1 << 20))
-            if not chunk:
-                self._stop(self._how_it_ended())
-            chunks.append(chunk)
-            left -= len(chunk)
-        return b"".join(chunks)
+        try:
+            payload = self._replies.get(timeout=timeout)
+        except queue.Empty:
+            self._stop("it ran out of time")
+        if payload is None:
+            self._stop(self._how_it_ended())
+        if isinstance(payload, str):
+            self._stop(payload)
+        return payload
 
     def _how_it_ended(self) -> str:
         try:
@@ -123,20 +125,19 @@ class AnswerProcess:
         """Stop the process and everything it started."""
         if self.process.poll() is None:
             try:
-                write_message(self._write, pickle.dumps({"op": "stop"}))
+                write_message(self.process.stdin.fileno(), pickle.dumps({"op": "stop"}))
                 self.process.wait(timeout=2)
-            except (OSError, subprocess.TimeoutExpired):
+            except (OSError, ValueError, subprocess.TimeoutExpired):
                 pass
         sandbox.kill_tree(self.process.pid)
         if self.containment is not None:
             self.containment.kill()
         self.process.wait()
-        for fd in (self._read, self._write):
+        for stream in (self.process.stdin, self.process.stdout):
             try:
-                os.close(fd)
+                stream.close()
             except OSError:
                 pass
-        self._read = self._write = -1
         if self._log is not subprocess.DEVNULL:
             self._log.close()
             self._log = subprocess.DEVNULL
