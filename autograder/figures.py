@@ -6,8 +6,9 @@
   ``mask_legend`` names each material a panel shows, so colour is never the only signal.
 - ``show(fig, alt=...)`` displays a figure in a notebook with its alt text in the output's metadata
   (nbconvert, nbgrader's feedback and Jupyter Book put it in the ``alt`` of the image).
-- Book pages give every figure cell ``mystnb`` metadata with an ``image: alt:`` text and a
-  ``figure: caption:``; :func:`book_figures_missing_text` finds the cells that lack them.
+- Book pages give every figure cell ``mystnb`` metadata (a YAML block at the top of the cell) with an
+  ``image: alt:`` text and a ``figure: caption:``; :func:`book_figures_missing_text` finds the cells that
+  lack them.
 """
 
 from __future__ import annotations
@@ -135,14 +136,17 @@ def book_figures_missing_text(page: Path) -> list[str]:
     problems = []
     for match in re.finditer(r"```\{code-cell\}[^\n]*\n(.*?)```", text, flags=re.S):
         body = match.group(1)
-        options = "\n".join(line for line in body.splitlines() if line.startswith(":") or line.startswith("---"))
-        source = "\n".join(line for line in body.splitlines() if not line.startswith(":"))
+        front = re.match(r"---\n(.*?)\n---\n", body, flags=re.S)  # the cell's metadata as a YAML block
+        options = (front.group(1) if front else "") + "\n" + \
+            "\n".join(line for line in body.splitlines() if line.startswith(":"))
+        source = body[front.end():] if front else body
+        source = "\n".join(line for line in source.splitlines() if not line.startswith(":"))
         if not _FIGURE_CODE.search(source) or "remove-output" in options:
             continue
         line = text[: match.start()].count("\n") + 1
-        if not re.search(r"alt:\s*\S", body):
+        if not re.search(r"alt:\s*\S", options):
             problems.append(f"{page.name}:{line}: figure cell without `image: alt:` in its mystnb options")
-        if not re.search(r"caption:\s*\S", body):
+        if not re.search(r"caption:\s*\S", options):
             problems.append(f"{page.name}:{line}: figure cell without `figure: caption:` in its mystnb options")
     for match in re.finditer(r"```\{(glue:figure|figure)\}[^\n]*\n(.*?)```", text, flags=re.S):
         body = match.group(2)

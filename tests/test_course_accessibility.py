@@ -58,8 +58,8 @@ def test_every_book_figure_has_alt_text_and_a_caption(page: Path, request) -> No
 def test_the_book_figure_finder_finds_what_it_should(tmp_path: Path) -> None:
     page = tmp_path / "page.md"
     page.write_text("```{code-cell} ipython3\nfig, ax = plt.subplots()\n```\n\n"
-                    "```{code-cell} ipython3\n:mystnb:\n:  image:\n:    alt: A bar chart of accuracy per camera\n"
-                    ":  figure:\n:    caption: Accuracy per camera: NIR helps.\nfig, ax = plt.subplots()\n```\n\n"
+                    "```{code-cell} ipython3\n---\nmystnb:\n  image:\n    alt: A bar chart of accuracy per camera\n"
+                    "  figure:\n    caption: Accuracy per camera.\n---\nfig, ax = plt.subplots()\n```\n\n"
                     "![](plot.png)\n\n```{figure} x.png\n:alt: x\n\nA caption.\n```\n")
     problems = book_figures_missing_text(page)
     assert len(problems) == 3 and all("page.md" in p for p in problems), problems
