@@ -16,7 +16,7 @@ from nbgrader.preprocessors import NbGraderPreprocessor
 
 FORBIDDEN_MODULES = ("autograder", "importlib", "builtins")
 FORBIDDEN_NAMES = {"autograder", "__builtins__", "builtins", "importlib", "__import__", "exec", "eval",
-                   "compile", "fresh", "CheckFailed"}
+                   "compile", "CheckFailed"}
 REJECTED = "rice-lab autograder: this cell was not run"
 
 

@@ -548,7 +548,8 @@ def _check_scales(func: Callable, seed: int) -> None:
                   "float photos are already in [0, 1]: divide only uint8 photos by 255", seed)
     extents = [float((c[:, 0].amax(dim=(1, 2)) - c[:, 0].amin(dim=(1, 2))).mean()) for c in got]
     large, small = extents[:spec.n_large], extents[spec.n_large:]
-    if min(large) < 0.55 or max(small) > 0.6:
+    # Right answers, 1,500 seeds: large >= 0.54, small <= 0.42; scales swapped: small >= 0.58, large <= 0.40.
+    if min(large) < 0.47 or max(small) > 0.5:
         _kit.fail(Q3, "large crops covering spec.large_scale of the photo, small ones spec.small_scale",
                   f"share of the width covered: large {np.round(large, 2).tolist()}, small {np.round(small, 2).tolist()}",
                   "pass spec.large_scale to the large crops and spec.small_scale to the small ones "
