@@ -71,6 +71,15 @@ def _run(args: argparse.Namespace) -> int:
         if not args.notebook.is_file():
             print(f"check: {args.notebook}: no such notebook file", file=sys.stderr)
             return 2
+        if args.source is not None and not args.source.is_dir():
+            print(f"check: {args.source}: no such source folder", file=sys.stderr)
+            return 2
+        from autograder.sandbox import parse_size
+        try:
+            parse_size(args.memory)
+        except ValueError as err:
+            print(f"check: --memory {err}", file=sys.stderr)
+            return 2
         try:
             report = check_notebook(args.notebook, timeout=args.timeout, source=args.source,
                                     contained=args.contained, memory=args.memory)
