@@ -13,6 +13,8 @@ gradebook, one at a time, and writes nbgrader's grades csv plus a report with ev
 from __future__ import annotations
 
 import csv
+import json
+import queue
 import re
 import shutil
 import subprocess
@@ -163,21 +165,26 @@ def grade_course(course_dir: Path, assignments: list[str] | None = None, jobs: i
         tasks = [(s, a) for a in names for s in students if (course.submitted / s / a).is_dir()]
         outcomes = []
 
+        workers = _Workers(env)
+
         def grade(task: tuple[str, str]) -> tuple[Outcome, Path | None]:
             outcome, job = _grade_one(course, task[0], task[1], released[task[1]], snapshot, scratch, env,
-                                      cell_timeout, job_timeout, limits)
+                                      cell_timeout, job_timeout, limits, workers)
             return guard.verify(outcome, job)
 
-        if jobs <= 1:
-            for task in tasks:  # one at a time: grade, check the files, merge
-                outcome, job = grade(task)
-                guard.merge(outcome, job)
-                outcomes.append(outcome)
-        else:
-            with ThreadPoolExecutor(max_workers=jobs) as pool:
-                for outcome, job in pool.map(grade, tasks):  # merged in a fixed order: one writer
+        try:
+            if jobs <= 1:
+                for task in tasks:  # one at a time: grade, check the files, merge
+                    outcome, job = grade(task)
                     guard.merge(outcome, job)
                     outcomes.append(outcome)
+            else:
+                with ThreadPoolExecutor(max_workers=jobs) as pool:
+                    for outcome, job in pool.map(grade, tasks):  # merged in a fixed order: one writer
+                        guard.merge(outcome, job)
+                        outcomes.append(outcome)
+        finally:
+            workers.close()
     csv_path = Path(csv_path or course.root / "grades.csv")
     _export(course, csv_path)
     report_path = course.root / "grading_report.csv"
@@ -283,6 +290,61 @@ def _nbgrader(args: list[str], cwd: Path, env: dict[str, str], log: Path, timeou
             return None
 
 
+class _Workers:
+    """One grading worker process per parallel job (``python -m autograder._job --worker``), each grading
+    one submission at a time: nbgrader, torch and the checks are imported once per worker. A worker that
+    runs past a job's time limit, or dies, is killed with everything it started and replaced."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.env = env
+        self.idle: "queue.Queue[subprocess.Popen]" = queue.Queue()
+        self.started: list[subprocess.Popen] = []
+        self.lock = threading.Lock()
+
+    def _start(self) -> subprocess.Popen:
+        worker = subprocess.Popen([sys.executable, "-m", "autograder._job", "--worker"], env=self.env,
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                  text=True, start_new_session=True)
+        with self.lock:
+            self.started.append(worker)
+        return worker
+
+    def run(self, args: list[str], cwd: Path, env: dict[str, str], log: Path, timeout: float) -> int | None:
+        """Grade one submission; its exit code, or None when it was killed at ``timeout`` seconds."""
+        try:
+            worker = self.idle.get_nowait()
+        except queue.Empty:
+            worker = self._start()
+        replies: "queue.Queue[str]" = queue.Queue()
+        try:
+            worker.stdin.write(json.dumps({"args": args, "cwd": str(cwd), "env": env, "log": str(log)}) + "\n")
+            worker.stdin.flush()
+            threading.Thread(target=lambda: replies.put(worker.stdout.readline()), daemon=True).start()
+            line = replies.get(timeout=timeout)
+        except (OSError, queue.Empty) as err:
+            self._kill(worker)
+            return None if isinstance(err, queue.Empty) else 1
+        if not line:  # the worker died (it never should: jobs run inside it, learners' code does not)
+            self._kill(worker)
+            return 1
+        self.idle.put(worker)
+        return int(json.loads(line)["code"])
+
+    def _kill(self, worker: subprocess.Popen) -> None:
+        _kill_tree(worker.pid)
+        worker.wait()
+        sandbox.kill_cgroups_of(worker.pid)
+
+    def close(self) -> None:
+        for worker in self.started:
+            if worker.poll() is None:
+                try:
+                    worker.stdin.close()
+                    worker.wait(timeout=30)
+                except (OSError, subprocess.TimeoutExpired):
+                    self._kill(worker)
+
+
 def _kill_tree(pid: int) -> None:
     """Kill a process and every descendant (kernels run in sessions of their own)."""
     try:
@@ -339,7 +401,7 @@ def _prepare_assignment(course: Course, name: str, scratch: Path, env: dict[str,
 
 def _grade_one(course: Course, student: str, assignment: str, release: Path, snapshot: Path, scratch: Path,
                env: dict[str, str], cell_timeout: int | None, job_timeout: int,
-               limits: dict) -> tuple[Outcome, Path | None]:
+               limits: dict, workers: _Workers) -> tuple[Outcome, Path | None]:
     """Inspect, then autograde one submission in a scratch course; never raises for a bad submission."""
     start = time.monotonic()
     outcome = Outcome(student, assignment)
@@ -359,8 +421,7 @@ def _grade_one(course: Course, student: str, assignment: str, release: Path, sna
         options.append(f"--Execute.timeout={cell_timeout}")
     options += _sandbox_options(course, scratch, limits)
     job_env = {**env, "TMPDIR": str(work / "tmp")}  # kernels' and answer processes' folders live in the job
-    code = _nbgrader([assignment, student, *options], work, job_env, log, timeout=job_timeout,
-                     module="autograder._job")
+    code = workers.run([assignment, student, *options], work, job_env, log, timeout=job_timeout)
     graded = work / "autograded" / student / assignment
     notebooks = sorted(p.name for p in release.glob("*.ipynb"))
     complete = code in (0, 3) and all((graded / nb).is_file() for nb in notebooks)

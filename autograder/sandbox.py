@@ -26,6 +26,7 @@ import re
 import signal
 import subprocess
 import sys
+import time
 import uuid
 from dataclasses import asdict, dataclass, field, replace
 from functools import lru_cache
@@ -363,30 +364,44 @@ class Containment:
         """SIGKILL every process in the cgroup (repeatedly: a fork storm refills it), then remove it."""
         if self.folder is None:
             return
-        for _ in range(100):
+        freeze = self.folder / "cgroup.freeze"
+        for _ in range(200):
             pids = self.pids()
             if not pids:
                 break
-            freeze = self.folder / "cgroup.freeze"
-            if freeze.exists():
-                try:
-                    freeze.write_text("1")
-                except OSError:
-                    pass
+            _write(freeze, "1")
             for pid in pids:
                 try:
                     os.kill(pid, signal.SIGKILL)
                 except OSError:
                     pass
-            if freeze.exists():
-                try:
-                    freeze.write_text("0")
-                except OSError:
-                    pass
+            _write(freeze, "0")
+            time.sleep(0.01)  # a killed process leaves the cgroup only once the kernel has finished it
+        for _ in range(100):
+            try:
+                self.folder.rmdir()
+                return
+            except FileNotFoundError:
+                return
+            except OSError:
+                time.sleep(0.02)
+
+
+def _write(path: Path, text: str) -> None:
+    if path.exists():
         try:
-            self.folder.rmdir()
+            path.write_text(text)
         except OSError:
             pass
+
+
+def kill_cgroups_of(pid: int) -> None:
+    """Kill what is left in the cgroups a (now dead) process created, and remove them."""
+    root = pids_cgroup_root()
+    if root is None:
+        return
+    for folder in root.glob(f"{CGROUP_PREFIX}{pid}-*"):
+        Containment(Limits(), folder).kill()
 
 
 def kill_tree(pid: int) -> None:
