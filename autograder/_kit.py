@@ -1,23 +1,41 @@
-"""Shared machinery for check functions: feedback messages, per-call seeds, and the own-work guard."""
+"""Shared machinery for check functions: feedback messages, per-call seeds, calling the learner's
+function (here or in the answer process), and the own-work guard."""
 
 from __future__ import annotations
 
 import functools
-import importlib.util
 import random
 import sys
 import types
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Callable, Iterator, NoReturn
 
 import numpy as np
 
-PACKAGE_DIR = Path(__file__).resolve().parent
-
+from autograder.remote import Call, RemoteFunction
 
 class CheckFailed(AssertionError):
     """A check found a wrong answer; the message says what was expected, what came and a hint."""
+
+
+class AnswerRaised(Exception):
+    """The learner's function raised an exception (in the answer process): its name, message, where."""
+
+    def __init__(self, function: str, ename: str, evalue: str, where: list[str]) -> None:
+        super().__init__(f"{ename}: {evalue}")
+        self.function, self.ename, self.evalue, self.where = function, ename, evalue, where
+
+    def describe(self, question: str) -> str:
+        if self.ename == "NotImplementedError":
+            return not_attempted(question, self.function)
+        lines = [f"{question}: your {self.function} raised {self.ename}: {self.evalue}".rstrip(": ")]
+        lines += [f"  at {line}" for line in self.where[-3:]]
+        return "\n".join(lines)
+
+
+def not_attempted(question: str, function: str) -> str:
+    return (f"{question}: not attempted yet: {function} still raises NotImplementedError; replace "
+            "`raise NotImplementedError()` in its answer cell by your code and run that cell")
 
 
 def fail(question: str, expected: Any, got: Any, hint: str, seed: int | None = None) -> NoReturn:
@@ -29,10 +47,10 @@ def fail(question: str, expected: Any, got: Any, hint: str, seed: int | None = N
 
 
 def passed(question: str, what: list[str]) -> None:
-    """Print what a check verified, one line each."""
+    """Print what a check verified, one plain-text line each."""
     print(f"{question}: passed")
     for line in what:
-        print(f"  ✓ {line}")
+        print(f"  - {line}")
 
 
 def _short(value: Any, limit: int = 300) -> str:
@@ -55,6 +73,57 @@ def ensure_callable(question: str, func: Any, name: str) -> None:
     if not callable(func):
         fail(question, f"a function {name}(...)", type(func).__name__,
              f"define {name} in the answer cell above and run that cell first")
+
+
+def call(func: Callable, *args: Any, backward: bool = False, **kwargs: Any) -> Call:
+    """Call the learner's function; the result, the arguments as it left them, and on request the
+
+    gradients that ``result.backward()`` gives the tensor arguments (or why it failed).
+    """
+    if isinstance(func, RemoteFunction):
+        return func.call(args, kwargs, backward=backward)
+    result = func(*args, **kwargs)
+    outcome = Call(result, args, kwargs)
+    torch = sys.modules.get("torch")
+    if backward and torch is not None and isinstance(result, torch.Tensor) and result.ndim == 0 \
+            and result.requires_grad:
+        try:
+            result.backward()
+        except RuntimeError as err:
+            outcome.backward_error = str(err).splitlines()[0][:300] if str(err) else "RuntimeError"
+        else:
+            outcome.grads = [t.grad for t in _tensors((args, kwargs)) if t.requires_grad]
+    return outcome
+
+
+class named_errors:
+    """``with named_errors(question, hint): ...``: an exception from the learner's function inside becomes
+    a CheckFailed that names its likely cause (``hint``) beside the error itself."""
+
+    def __init__(self, question: str, hint: str, seed: int | None = None) -> None:
+        self.question, self.hint, self.seed = question, hint, seed
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: type | None, error: BaseException | None, _: Any) -> bool:
+        if error is None or isinstance(error, CheckFailed) or not isinstance(error, Exception):
+            return False
+        text = f"{error.ename}: {error.evalue}" if isinstance(error, AnswerRaised) else f"{kind.__name__}: {error}"
+        if isinstance(error, AnswerRaised) and error.ename == "NotImplementedError":
+            return False
+        fail(self.question, "no error", text.splitlines()[0][:200], self.hint, self.seed)
+
+
+def _tensors(value: Any) -> list:
+    torch = sys.modules.get("torch")
+    if torch is not None and isinstance(value, torch.Tensor):
+        return [value]
+    if isinstance(value, dict):
+        return [t for v in value.values() for t in _tensors(v)]
+    if isinstance(value, (list, tuple)):
+        return [t for v in value for t in _tensors(v)]
+    return []
 
 
 # --- own work: the answer must not delegate to the reference implementation -----------------------
@@ -123,20 +192,57 @@ def _has_contents(cell: types.CellType) -> bool:
 @dataclass(frozen=True)
 class Answer:
     """One question's answer function: its name, and the references it must not reach (looked up at
-    check time, so a private copy of a check module guards against its own copies of the references)."""
+    check time, so they are the objects the learner's code could reach at that moment)."""
 
     question: str
     name: str
     forbidden: Callable[[], dict[str, Callable]] | None = None
     hint: str = ""
+    module: str = ""  # the check module defining this Answer (the answer process looks it up there)
 
     def prepare(self, func: Any, seed: int | None) -> tuple[Callable, int]:
         """The start of every check: a function was given, a seed is drawn, the reference is off limits."""
         ensure_callable(self.question, func, self.name)
         seed = new_seed(seed)
+        if isinstance(func, RemoteFunction):
+            return (func.guarded(self.module, self.name) if self.forbidden is not None else func), seed
         if self.forbidden is not None:
             func = guard(self.question, func, self.forbidden(), self.hint)
-        return func, seed
+        return _attempted(self.question, self.name, func), seed
+
+
+def answer_named(module: types.ModuleType, name: str) -> Answer:
+    """The Answer for function ``name`` defined in check module ``module``."""
+    for value in vars(module).values():
+        if isinstance(value, Answer) and value.name == name:
+            return value
+    raise LookupError(f"{module.__name__} defines no Answer for {name!r}")
+
+
+def _attempted(question: str, name: str, func: Callable) -> Callable:
+    """``func``, with NotImplementedError (the exercise's stub) turned into "not attempted yet"."""
+    @functools.wraps(func)
+    def attempted(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except NotImplementedError:
+            raise CheckFailed(not_attempted(question, name)) from None
+    return attempted
+
+
+def check(answer: Answer) -> Callable[[Callable], Callable]:
+    """Decorate a check body ``body(func, seed)``: preparation, and exceptions named for learners."""
+    def decorate(body: Callable[[Callable, int], None]) -> Callable:
+        @functools.wraps(body)
+        def run(func: Any, seed: int | None = None) -> None:
+            func, seed = answer.prepare(func, seed)
+            try:
+                return body(func, seed)
+            except AnswerRaised as raised:
+                raise CheckFailed(raised.describe(answer.question)) from None
+        run.answer = answer
+        return run
+    return decorate
 
 
 def guard(question: str, func: Callable, forbidden: dict[str, Callable], hint: str) -> Callable:
@@ -185,46 +291,3 @@ def _install_tripwires(forbidden: dict[str, Callable], tripped: list[str],
                     patches.append((namespace, name, value))
                     namespace[name] = tripwire
     return patches
-
-
-# --- fresh copies: hidden tests never trust what the notebook may have patched ----------------------
-
-def fresh(module: str, namespace: dict | None = None) -> types.ModuleType:
-    """Load a private copy of ``autograder.<module>`` (and of what it imports) from disk and verify
-
-    that neither the loaded module nor the notebook ``namespace`` holds modified check functions.
-    """
-    checks = _load_private(f"autograder.{module}", PACKAGE_DIR / f"{module}.py")
-    for name, value in list(vars(checks).items()):
-        if isinstance(value, types.ModuleType) and value.__name__.split(".")[0] in ("rice_lab", "autograder"):
-            origin = importlib.util.find_spec(value.__name__).origin
-            setattr(checks, name, _load_private(value.__name__, Path(origin)))
-    checks.verify_untouched(sys.modules.get(f"autograder.{module}"), namespace)
-    return checks
-
-
-def _load_private(name: str, path: Path) -> types.ModuleType:
-    """Execute ``path`` as a new module under a private name (never the name the notebook imports)."""
-    spec = importlib.util.spec_from_file_location(f"_fresh_{name.replace('.', '_')}", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while the file executes
-    spec.loader.exec_module(module)
-    return module
-
-
-def verify_untouched(fresh_module: types.ModuleType, loaded: types.ModuleType | None,
-                     check_names: list[str], namespace: dict | None = None) -> None:
-    """Fail when a check function in the loaded module (or the notebook) differs from the file's."""
-    places = [("autograder module", vars(loaded) if loaded is not None else {})]
-    if namespace is not None:
-        places.append(("notebook", namespace))
-    for name in check_names:
-        original = getattr(fresh_module, name).__code__.co_code
-        for where, values in places:
-            current = values.get(name)
-            if current is None:
-                continue
-            code = getattr(current, "__code__", None)
-            if code is None or code.co_code != original:
-                raise CheckFailed(f"{name} in the {where} was replaced or modified in this notebook; "
-                                  "checks must stay as they were released, so this question scores zero.")

@@ -16,7 +16,7 @@ from nbgrader.preprocessors import NbGraderPreprocessor
 
 FORBIDDEN_MODULES = ("autograder", "importlib", "builtins")
 FORBIDDEN_NAMES = {"autograder", "__builtins__", "builtins", "importlib", "__import__", "exec", "eval",
-                   "compile", "fresh", "CheckFailed"}
+                   "compile", "CheckFailed"}
 REJECTED = "rice-lab autograder: this cell was not run"
 
 
@@ -89,3 +89,39 @@ class RejectTampering(NbGraderPreprocessor):
         for reason in audit_notebook(nb):
             self.log.warning("Tampering: %s", reason)
         return nb, resources
+
+
+class ForgetUnknownCells(NbGraderPreprocessor):
+    """nbgrader sanitize step, before OverwriteCells: a cell claiming a grade id the assignment does not
+    have (a renamed test cell, say) loses its nbgrader metadata and runs as a plain cell.
+
+    nbgrader alone would drop the id but keep the cell a test cell, then fail on the whole notebook.
+    """
+
+    def preprocess(self, nb: NotebookNode, resources: dict[str, Any]) -> tuple[NotebookNode, dict[str, Any]]:
+        from nbgrader.api import Gradebook, MissingEntry
+
+        info = resources.get("nbgrader", {})
+        try:
+            with Gradebook(info["db_url"]) as gb:
+                source = gb.find_notebook(info["notebook"], info["assignment"])
+                known = {c.name for c in source.source_cells}
+        except (KeyError, MissingEntry):
+            return nb, resources
+        for cell in nb.cells:
+            gid = (cell.get("metadata", {}).get("nbgrader") or {}).get("grade_id")
+            if "nbgrader" in cell.get("metadata", {}) and gid not in known:
+                self.log.warning("Unknown grade id %r: the cell runs as a plain cell", gid)
+                del cell.metadata["nbgrader"]
+        return nb, resources
+
+
+def forget_unknown_cells(nb: NotebookNode, known: set[str]) -> list[str]:
+    """The same for the self-check: strip nbgrader metadata of cells whose grade id the source lacks."""
+    notes = []
+    for cell in nb.cells:
+        meta = cell.get("metadata", {}).get("nbgrader")
+        if meta is not None and meta.get("grade_id") not in known:
+            notes.append(f"cell {meta.get('grade_id')!r} is not a cell of this assignment: it runs as a plain cell")
+            del cell.metadata["nbgrader"]
+    return notes

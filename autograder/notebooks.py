@@ -91,13 +91,19 @@ def first_error_line(cell: NotebookNode) -> str | None:
 
 
 def score_cells(nb: NotebookNode) -> list[CellScore]:
-    """Score every grade cell as nbgrader's autograder does: full points unless the cell errored."""
+    """Score every grade cell with nbgrader's own rule (``determine_grade``): zero for an error or any
+    stderr output, partial credit for a number the cell evaluates to, else full points."""
+    from nbgrader.utils import determine_grade
+
     scores = []
     for cell in nb.cells:
         if is_grade_cell(cell) and cell.cell_type == "code":
-            max_points = float(nbgrader_meta(cell).get("points", 0))
+            points, max_points = determine_grade(cell)
             error = first_error_line(cell)
-            scores.append(CellScore(grade_id(cell), 0.0 if error else max_points, max_points, error))
+            if error is None and points is not None and points < max_points:
+                error = "output on stderr" if any(o.get("name") == "stderr" for o in cell.get("outputs", [])) \
+                    else "partial credit"
+            scores.append(CellScore(grade_id(cell), float(points or 0.0), float(max_points), error))
     return scores
 
 
@@ -121,8 +127,9 @@ def kernel_env(workdir: Path) -> dict[str, str]:
 
 
 def source_notebook(notebook: Path, solutions: Path | None = None) -> Path | None:
-    """The nbgrader source of a learner's notebook (``solutions/<assignment>/<name>``), if present."""
-    solutions = solutions or REPO / "solutions"
+    """The nbgrader source of a learner's notebook (``<solutions>/<assignment>/<name>``), if present;
+    ``solutions`` defaults to this repository's ``solutions/`` (``--source`` points elsewhere)."""
+    solutions = Path(solutions) if solutions else REPO / "solutions"
     candidate = solutions / notebook.resolve().parent.name / notebook.name
     if candidate.is_file():
         return candidate

@@ -1,25 +1,24 @@
-"""`python -m autograder check NOTEBOOK`: run a learner's notebook in a fresh kernel and score it."""
+"""`python -m autograder check NOTEBOOK`: run a learner's notebook in a fresh kernel and score it.
+
+The notebook runs as ``nbgrader autograde`` runs it with this repository's configuration: locked and
+test cells put back (hidden tests included, from ``solutions/`` or ``--source DIR``), tampering cells
+rejected, then every test cell's checks run outside the kernel against the notebook's code re-run in
+a separate process (:mod:`autograder.grading`), and the cells scored with nbgrader's own rule.
+``--contained`` adds the graders' sandbox (memory, CPU, processes, file size, network, read-only files).
+"""
 
 from __future__ import annotations
 
 import copy
-import subprocess
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from jupyter_client import AsyncKernelManager
-from jupyter_client.kernelspec import KernelSpecManager
-from jupyter_core.utils import run_sync
-import nbformat
-from nbclient import NotebookClient
-from nbclient.exceptions import DeadKernelError
 from nbformat import NotebookNode
 
 from autograder.audit import audit_notebook
-from autograder.notebooks import (CellScore, grade_id, is_grade_cell, is_locked, kernel_env, read_notebook,
-                                  score_cells, source_notebook, strip_outputs)
+from autograder.notebooks import (CellScore, grade_id, is_grade_cell, is_locked, read_notebook, score_cells,
+                                  source_notebook, strip_outputs)
 
 
 @dataclass
@@ -56,7 +55,13 @@ class CheckReport:
 
 def restore_from_source(nb: NotebookNode, source: NotebookNode) -> list[str]:
     """Put the source versions of locked and test cells back (hidden tests included), as nbgrader does."""
-    notes = []
+    from autograder.audit import forget_unknown_cells
+
+    notes = forget_unknown_cells(nb, {grade_id(c) for c in source.cells if grade_id(c)})
+    by_id = {grade_id(c): c for c in source.cells if grade_id(c)}
+    for cell in nb.cells:  # the released metadata (points, checksums, flags) counts, not the learner's
+        if grade_id(cell) in by_id and cell.metadata.get("nbgrader") != by_id[grade_id(cell)].metadata["nbgrader"]:
+            cell.metadata["nbgrader"] = copy.deepcopy(by_id[grade_id(cell)].metadata["nbgrader"])
     originals = {grade_id(c): c for c in source.cells if grade_id(c) and (is_locked(c) or is_grade_cell(c))}
     present = {grade_id(c) for c in nb.cells if grade_id(c)}
     for cell in nb.cells:
@@ -100,42 +105,41 @@ def _insert_at(nb: NotebookNode, source: NotebookNode, index: int) -> int:
     return 0
 
 
-def check_notebook(path: Path, timeout: int = 60) -> CheckReport:
-    """Execute ``path`` in a fresh kernel (each cell limited to ``timeout`` s) and score its grade cells."""
+def check_notebook(path: Path, timeout: int = 60, source: Path | None = None, contained: bool = False,
+                   memory: str | None = None) -> CheckReport:
+    """Run ``path`` as the graders do (each cell limited to ``timeout`` s) and score its grade cells.
+
+    ``source`` is the folder of nbgrader source notebooks (default: this repository's ``solutions/``);
+    ``contained`` runs the notebook's code in the graders' sandbox (``memory`` caps each process).
+    """
+    from autograder import sandbox
+    from autograder.datasets import course_dataset
+    from autograder.grading import GradingSandbox, execute_notebook
+
     start = time.monotonic()
     nb = read_notebook(path)
     notes: list[str] = []
-    source_path = source_notebook(path)
+    source_path = source_notebook(path, source)
     if source_path is not None:
         notes += restore_from_source(nb, read_notebook(source_path))
         notes.append(f"hidden tests included (from {source_path.parent.name}/{source_path.name})")
     else:
-        notes.append("hidden tests not found (no solutions/ folder): only the visible checks count")
+        notes.append("hidden tests not found (no source notebook): only the visible checks count")
     notes += audit_notebook(nb)
     strip_outputs(nb)  # saved outputs and counts say nothing about this run
-    zeroed = None
-    with tempfile.TemporaryDirectory(prefix="rice-lab-check-") as scratch:
-        env = kernel_env(Path(scratch))
-        specs = KernelSpecManager(kernel_dirs=[str(Path(scratch) / "jupyter" / "kernels")])
-        km = AsyncKernelManager(kernel_name="python3", kernel_spec_manager=specs)
-        client = NotebookClient(nb, km=km, timeout=timeout, kernel_name="python3", allow_errors=True,
-                                interrupt_on_timeout=True, record_timing=False,
-                                resources={"metadata": {"path": str(path.resolve().parent)}})
-        try:
-            client.execute(env=env, stderr=subprocess.DEVNULL)  # the kernel's own log lines are noise here
-        except DeadKernelError:
-            zeroed = "the kernel died while running your notebook (os._exit, a crash or out of memory)"
-        except Exception as err:  # a kernel that cannot start, or nbclient giving up on an unresponsive one
-            zeroed = f"execution stopped: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
-        finally:
-            if km.has_kernel:  # we passed our own kernel manager, so shutting it down is ours to do
-                run_sync(km.shutdown_kernel)(now=True)
+    course_dataset()  # made here, writable, before any contained process reads it
+    workdir = path.resolve().parent
+    settings = GradingSandbox(memory=memory or "4GiB")
+    limits = settings.limits(workdir).with_paths(writable=[workdir]) if contained else None
+    notes += execute_notebook(nb, workdir, limits, timeout, sandbox.parse_size(settings.max_output)).notes
     for cell in nb.cells:
-        if is_grade_cell(cell) and cell.cell_type == "code" and cell.get("execution_count") is None:
-            cell.outputs = [nbformat.v4.new_output("error", ename="NotRun", evalue="this cell never ran",
-                                                   traceback=[])]
         for output in cell.get("outputs", []):
-            if output.get("output_type") == "error" and output.get("ename") in ("CellTimeoutError", "KeyboardInterrupt"):
-                notes.append(f"a cell ran past {timeout} s and was interrupted")
-                break
-    return CheckReport(path, score_cells(nb), notes, zeroed, time.monotonic() - start)
+            if output.get("output_type") == "error" and output.get("ename") == "CellTimeoutError":
+                notes.append(f"a cell ran past {timeout} s and was stopped")
+            if output.get("output_type") == "error" and output.get("ename") == "DeadKernelError":
+                notes.append("the notebook's process stopped (os._exit, a crash, or a memory or process limit)")
+    if contained:
+        notes += [f"contained: {line}" for line in sandbox.describe(limits)]
+    report = CheckReport(path, score_cells(nb), list(dict.fromkeys(notes)), None, time.monotonic() - start)
+    report.notebook_node = nb
+    return report

@@ -1,18 +1,17 @@
-"""The 01-data checks: right answers pass, wrong ones get a specific hint, and cheating scores nothing."""
+"""The 01-data checks: right answers pass, delegating to the reference scores nothing, the audit rejects
+tampering. (Typical wrong answers and their messages: tests/test_course_mutants.py.)"""
 
 from __future__ import annotations
 
-import importlib
 from types import SimpleNamespace
 
-import numpy as np
 import nbformat
 import pytest
 
-import autograder.a01_data as checks
-from autograder import CheckFailed, fresh
+import autograder.checks.a01_data as checks
+from autograder import CheckFailed
 from autograder.audit import audit_notebook, audit_source
-from autograder.notebooks import REPO, grade_id
+from autograder.notebooks import REPO
 from notebook_answers import solution_answers
 
 HEADER = """
@@ -23,6 +22,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 from rice_lab.data.zindi import load_image, read_mask
+from autograder.figures import MASK_CMAP, mask_legend, show, show_mask
 """
 
 
@@ -43,87 +43,6 @@ def test_solutions_pass_visible_and_hidden_checks(solution: SimpleNamespace, see
                         (checks.check_show_plant, solution.show_plant)):
         check(func, seed=seed)
         getattr(checks, check.__name__ + "_hidden")(func, seed=seed)
-
-
-def _fails(check, func, *words: str) -> str:
-    with pytest.raises(CheckFailed) as caught:
-        check(func, seed=7)
-    message = str(caught.value)
-    for word in words:
-        assert word in message, f"{word!r} not in:\n{message}"
-    assert "expected:" in message and "got:" in message
-    return message
-
-
-def test_pairing_feedback_is_specific() -> None:
-    from pathlib import Path
-
-    def no_strip(names):
-        return {Path(n).stem: {"rgb": n, "rgnir": n} for n in names}
-
-    def keeps_orphans(names):
-        out = {}
-        for n in names:
-            stem = Path(n).stem
-            out.setdefault(stem.removesuffix("_rgn"), {})["rgnir" if stem.endswith("_rgn") else "rgb"] = n
-        return out
-
-    _fails(checks.check_pairing, no_strip, "returned 82 plants, expected 40", "stripping `_rgn`")
-    _fails(checks.check_pairing, keeps_orphans, "left out")
-    _fails(checks.check_pairing, lambda names: [], "dict")
-    _fails(checks.check_pairing, lambda names: {"id_abc": {"rgb": "id_abc.jpg", "rgnir": "id_abc_rgn.jpg"}})
-    _fails(checks.check_pairing, "not a function", "define pair_cameras")
-
-
-def test_split_feedback_is_specific() -> None:
-    def by_row(images, valid_pct=0.2, seed=0):
-        images = images.copy()
-        images["plant_id"] = [i.rsplit(".", 1)[0].removesuffix("_rgn") for i in images["Image_id"]]
-        images["is_valid"] = np.random.default_rng(seed).random(len(images)) < valid_pct
-        return images
-
-    def mutates(images, valid_pct=0.2, seed=0):
-        images["plant_id"] = "x"
-        return images
-
-    _fails(checks.check_split, by_row, "leakage")
-    _fails(checks.check_split, mutates, "copy")
-
-
-def test_stats_feedback_is_specific(solution: SimpleNamespace) -> None:
-    def per_image(paths):
-        stats = [solution.channel_stats([p]) for p in paths]
-        return np.mean([m for m, _ in stats], axis=0), np.mean([s for _, s in stats], axis=0)
-
-    def unscaled(paths):
-        mean, std = solution.channel_stats(paths)
-        return mean * 255, std * 255
-
-    _fails(checks.check_channel_stats, per_image, "pool all pixels")
-    _fails(checks.check_channel_stats, unscaled, "255")
-    _fails(checks.check_channel_stats, lambda paths: np.zeros(3), "tuple")
-
-
-def test_figure_feedback_is_specific(solution: SimpleNamespace) -> None:
-    import matplotlib.pyplot as plt
-
-    def two_panels(plant):
-        fig, axes = plt.subplots(1, 2)
-        axes[0].imshow(solution.load_image(plant["rgb"]))
-        axes[1].imshow(solution.load_image(plant["rgnir"]))
-        return fig
-
-    def swapped(plant):
-        fig = solution.show_plant(plant)
-        first, second = fig.axes[0].get_images()[0], fig.axes[1].get_images()[0]
-        data = first.get_array()
-        first.set_data(second.get_array())
-        second.set_data(data)
-        return fig
-
-    _fails(checks.check_show_plant, two_panels, "3 panels")
-    _fails(checks.check_show_plant, swapped, "panel 1", "RGB photo")
-    _fails(checks.check_show_plant, lambda plant: None, "Figure")
 
 
 # --- anti-cheat (a): answers that delegate to the reference -------------------------------------------
@@ -148,16 +67,15 @@ DELEGATIONS = {
 @pytest.mark.parametrize("how", list(DELEGATIONS))
 def test_delegating_to_the_reference_scores_zero(how: str) -> None:
     cheat = _answers(DELEGATIONS[how])
-    for check in (checks.check_pairing, checks.check_pairing_hidden,
-                  fresh("a01_data", cheat.ns).check_pairing_hidden):
+    for check in (checks.check_pairing, checks.check_pairing_hidden):
         with pytest.raises(AssertionError, match="pair_files"):
             check(cheat.pair_cameras)
 
 
 def test_delegating_to_the_autograder_reference_scores_zero() -> None:
-    cheat = _answers("import autograder.a01_data as a\n"
+    cheat = _answers("import autograder.checks.a01_data as a\n"
                      "def channel_stats(paths):\n    return a._reference_stats(list(paths))\n")
-    for check in (checks.check_channel_stats, fresh("a01_data", cheat.ns).check_channel_stats_hidden):
+    for check in (checks.check_channel_stats, checks.check_channel_stats_hidden):
         with pytest.raises(AssertionError, match="reference"):
             check(cheat.channel_stats)
 
@@ -170,47 +88,50 @@ def test_split_delegation_scores_zero() -> None:
         checks.check_split(cheat.split_by_plant)
 
 
-# --- anti-cheat (b): replacing or patching the checks ---------------------------------------------------
+# --- checks that cannot be fooled from inside the notebook ---------------------------------------------
 
-def test_patched_check_module_is_detected_by_the_hidden_tests() -> None:
-    module = importlib.import_module("autograder.a01_data")
-    original = module.check_pairing
-    try:
-        module.check_pairing = lambda f, seed=None: None
-        with pytest.raises(AssertionError, match="replaced or modified"):
-            fresh("a01_data", {})
-    finally:
-        module.check_pairing = original
-    fresh("a01_data", {})  # untouched again: no complaint
+FOOLING = """
+import gc, math, numpy, torch
+numpy.allclose = lambda *a, **k: True       # the issue's attack: every comparison says "equal"
+math.isclose = lambda *a, **k: True
+torch.allclose = lambda *a, **k: True
+numpy.array_equal = lambda *a, **k: True
+for module in [o for o in gc.get_objects() if type(o).__name__ == "module"]:
+    if getattr(module, "__name__", "").startswith("autograder.checks"):  # a check's globals, reached anyway
+        module.fail = lambda *a, **k: None
+        module._compare_stats = lambda *a, **k: None
+
+def channel_stats(paths):
+    return numpy.zeros(3), numpy.zeros(3)
+"""
 
 
-def test_rebound_check_in_the_notebook_is_detected() -> None:
-    with pytest.raises(AssertionError, match="notebook"):
-        fresh("a01_data", {"check_pairing": lambda f: None})
+def test_checks_cannot_be_fooled_from_inside_the_notebook(tmp_path) -> None:
+    """Rebinding numpy.allclose, math.isclose, torch.allclose or a check's own functions changes only the
+    process the notebook runs in; the checks run in another one."""
+    from autograder.grading import execute_notebook
+    from autograder.notebooks import score_cells
+    from autograder.audit import audit_notebook
 
-
-def test_patched_reference_does_not_fool_the_hidden_tests() -> None:
-    import rice_lab.data.zindi as zindi
-
-    original = zindi.pair_files
-    try:
-        zindi.pair_files = lambda names: ({}, [])  # the visible check now expects nothing...
-        lazy = _answers("def pair_cameras(names):\n    return {}\n").pair_cameras
-        checks.check_pairing(lazy)  # ...so the visible check is fooled,
-        with pytest.raises(AssertionError):  # but the hidden one compares with a fresh copy of the reference.
-            fresh("a01_data", {}).check_pairing_hidden(lazy)
-    finally:
-        zindi.pair_files = original
+    nb = nbformat.read(REPO / "solutions" / "01-data" / "01-data.ipynb", as_version=4)
+    answer = next(c for c in nb.cells if c.get("id") == "channel_stats_answer")
+    answer.source = FOOLING
+    assert audit_notebook(nb) == []  # nothing the audit can see: only running the checks elsewhere stops it
+    execute_notebook(nb, tmp_path, limits=None, timeout=60)
+    scores = {s.grade_id: s for s in score_cells(nb)}
+    assert scores["channel_stats_check"].points == scores["channel_stats_hidden"].points == 0
+    assert "CheckFailed" in scores["channel_stats_check"].error
+    assert all(s.points == s.max_points for gid, s in scores.items() if not gid.startswith("channel_stats"))
 
 
 # --- the audit: outside the kernel, before anything runs ----------------------------------------------
 
 @pytest.mark.parametrize("source", [
-    "import autograder.a01_data\nautograder.a01_data.check_pairing = lambda f: None",
-    "from autograder import a01_data",
+    "import autograder.checks.a01_data\nautograder.checks.a01_data.check_pairing = lambda f: None",
+    "from autograder.checks import a01_data",
     "check_pairing = lambda f: None",
     "def check_split(f):\n    pass",
-    "import sys\nsys.modules['autograder.a01_data'].check_split = print",
+    "import sys\nsys.modules['autograder.checks.a01_data'].check_split = print",
     "import builtins\nbuiltins.AssertionError = Exception",
     "__import__('autograder')",
     "exec('import autograder')",

@@ -1,39 +1,72 @@
-"""Self-check command: the solution scores full marks, the untouched exercise zero, bad paths one line."""
+"""Self-check command: the solution scores full marks within the course's budget with accessible figures,
+the untouched exercise zero ("not attempted yet"), bad paths one line."""
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from autograder.course import ASSIGNMENTS, notebook_budget
 from autograder.notebooks import REPO
-
-ASSIGNMENTS = sorted(p.parent.name for p in (REPO / "solutions").glob("*/*.ipynb"))
+from autograder.selfcheck import check_notebook
 
 
 def _check(path: Path, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "autograder", "check", str(path), *args], capture_output=True,
-                          text=True, timeout=300, cwd=REPO)
+                          text=True, timeout=600, cwd=REPO)
 
 
-@pytest.mark.parametrize("assignment", ASSIGNMENTS)
-def test_solution_scores_full_marks(assignment: str) -> None:
-    for path in (REPO / "solutions" / assignment).glob("*.ipynb"):
-        run = _check(path, "--timeout", "60")
-        assert run.returncode == 0, run.stdout + run.stderr
-        points, total = run.stdout.split(": ", 1)[1].split(" points")[0].split(" / ")
-        assert float(points) == float(total) > 0, run.stdout
+@pytest.fixture(scope="module", params=list(ASSIGNMENTS))
+def solution(request) -> tuple[str, object]:
+    """Each assignment's solution notebook, self-checked once (as a learner would, on this machine)."""
+    assignment = request.param
+    return assignment, check_notebook(REPO / "solutions" / assignment / f"{assignment}.ipynb", timeout=60)
 
 
-@pytest.mark.parametrize("assignment", ASSIGNMENTS)
-def test_unmodified_exercise_runs_and_scores_zero(assignment: str) -> None:
-    for path in (REPO / "exercises" / assignment).glob("*.ipynb"):
-        run = _check(path)
+def test_solution_scores_full_marks_within_the_notebook_budget(solution) -> None:
+    assignment, report = solution
+    assert report.points == report.max_points > 0, report.render()
+    print(f"\n{assignment}: whole-notebook self-check {report.seconds:.0f} s (budget {notebook_budget(assignment)} s)")
+    assert report.seconds <= notebook_budget(assignment), report.render()
+
+
+def test_solution_figures_have_alt_text_and_a_caption(solution) -> None:
+    """Every figure a solution shows carries alt text, and the cell after it is a caption saying what to see."""
+    assignment, report = solution
+    nb = report.notebook_node
+    figures = 0
+    for index, cell in enumerate(nb.cells):
+        for output in cell.get("outputs", []):
+            if "image/png" not in output.get("data", {}):
+                continue
+            figures += 1
+            alt = (output.get("metadata", {}).get("image/png") or {}).get("alt", "")
+            assert len(alt.split()) >= 8, f"{assignment} cell {index + 1}: a figure without alt text"
+            caption = nb.cells[index + 1] if index + 1 < len(nb.cells) else None
+            assert caption is not None and caption.cell_type == "markdown" and caption.source.startswith("*Figure"), \
+                f"{assignment} cell {index + 1}: a figure without a caption cell after it"
+    assert figures >= 1, f"{assignment}: no figure was shown"
+
+
+def test_unmodified_exercise_runs_and_says_not_attempted(tmp_path: Path) -> None:
+    private = tmp_path / "private"
+    shutil.copytree(REPO / "solutions", private)  # --source: hidden tests kept outside the repository
+    for assignment in ASSIGNMENTS:
+        run = _check(REPO / "exercises" / assignment / f"{assignment}.ipynb", "--source", str(private))
         assert run.returncode == 1, run.stdout + run.stderr
         assert run.stdout.split(": ", 1)[1].startswith("0 / "), run.stdout
-        assert "NotImplementedError" in run.stdout and "hidden tests included" in run.stdout
+        assert run.stdout.count("not attempted yet") == run.stdout.count("FAIL") > 0, run.stdout
+        assert "Traceback" not in run.stdout and "hidden tests included" in run.stdout
+
+
+def test_contained_self_check() -> None:
+    run = _check(REPO / "solutions" / "01-data" / "01-data.ipynb", "--contained", "--memory", "3GiB")
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "12 / 12" in run.stdout and "contained: memory" in run.stdout and "contained: network" in run.stdout
 
 
 def test_check_names_a_wrong_path_in_one_line(tmp_path: Path) -> None:

@@ -1,0 +1,1 @@
+"""The checks of each assignment, one module per assignment (registered in autograder/course.py)."""
