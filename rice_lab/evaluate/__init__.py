@@ -1,0 +1,1 @@
+"""Judging representations and classifiers: probes, baselines, log loss and calibration, bootstrap CIs."""
