@@ -7,6 +7,7 @@
     colour_histogram_baseline / train_pixel_mlp / train_small_cnn(plants, on="holdout"|"test")
                                               -> BaselineResult: how hard a dataset is, and why
     bootstrap_ci(per_item_values)             -> Interval: a statistic and its bootstrap interval
+    log_loss / expected_calibration_error / reliability / fit_temperature (rice_lab.evaluate.calibration)
 """
 
 from rice_lab.evaluate.baselines import (
