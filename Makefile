@@ -58,5 +58,8 @@ exercises: $(STAMP)
 bench: data
 	for script in benchmarks/bench_*.py benchmarks/data_baselines.py; do $(BIN)/python $$script || exit 1; done
 
+# Only the built book: datasets and runs are work a person may want to keep, so they are never removed
+# by make (delete $(DATA), $(DATA)-same-lesion-colours or $(RUNS) by hand if you mean to).
 clean:
-	rm -rf book/_build $(DATA) $(DATA)-same-lesion-colours $(RUNS)
+	rm -rf book/_build
+	@echo "clean: removed book/_build; kept $(DATA), $(DATA)-same-lesion-colours and $(RUNS)"
