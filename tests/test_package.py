@@ -1,0 +1,28 @@
+"""The package's front door: its entry points resolve to the functions they name, lazily."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import rice_lab
+
+
+def test_every_entry_point_is_the_object_of_its_home_module():
+    import importlib
+
+    for name, module in rice_lab._ENTRY_POINTS.items():
+        assert getattr(rice_lab, name) is getattr(importlib.import_module(module), name), name
+
+
+def test_importing_rice_lab_does_not_import_fastai_or_torch():
+    code = "import sys, rice_lab; print('fastai' in sys.modules, 'torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False", "False"]
+
+
+def test_an_unknown_name_is_an_attribute_error():
+    import pytest
+
+    with pytest.raises(AttributeError, match="no_such_thing"):
+        rice_lab.no_such_thing
