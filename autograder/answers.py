@@ -234,19 +234,8 @@ def _backward(result: Any, args: Any, kwargs: Any) -> dict:
         result.backward()
     except RuntimeError as err:
         return {"backward_error": str(err).splitlines()[0][:300] if str(err) else "RuntimeError"}
-    leaves = [t for t in _tensors([args, kwargs]) if t.requires_grad]
+    leaves = [t for t in wire.tensors_in([args, kwargs]) if t.requires_grad]
     return {"grads": wire.encode([None if t.grad is None else t.grad for t in leaves])}
-
-
-def _tensors(value: Any) -> list:
-    torch = sys.modules.get("torch")
-    if torch is not None and isinstance(value, torch.Tensor):
-        return [value]
-    if isinstance(value, dict):
-        return [t for v in value.values() for t in _tensors(v)]
-    if isinstance(value, (list, tuple)):
-        return [t for v in value for t in _tensors(v)]
-    return []
 
 
 def _plain(value: Any) -> Any:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import io
 import math
 import pickle
+import sys
 import types
 from pathlib import PurePath
 from typing import Any
@@ -429,3 +430,15 @@ def _rebuild_figure(record: dict, counter: list[int]) -> Any:
     if record.get("suptitle"):
         fig.suptitle(str(record["suptitle"]))
     return fig
+
+
+def tensors_in(value: Any) -> list:
+    """Every torch tensor in a nest of lists, tuples and dicts (none if torch was never imported)."""
+    torch = sys.modules.get("torch")
+    if torch is not None and isinstance(value, torch.Tensor):
+        return [value]
+    if isinstance(value, dict):
+        return [t for v in value.values() for t in tensors_in(v)]
+    if isinstance(value, (list, tuple)):
+        return [t for v in value for t in tensors_in(v)]
+    return []
