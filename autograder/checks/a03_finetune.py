@@ -120,7 +120,9 @@ def _photos_of(plants: pd.DataFrame) -> dict[str, dict[str, str]]:
 
 
 def _compare_split(func: Callable, plants: pd.DataFrame, valid_pct: float, seed: int, case: str) -> None:
-    outcome = _kit.call(func, plants.copy(), valid_pct=valid_pct, seed=seed)
+    with _kit.named_errors(Q1, "the plant table has the columns of read_zindi (plant_id, label, split, rgb, "
+                           "rgnir, ...); test plants have no label" + case, seed):
+        outcome = _kit.call(func, plants.copy(), valid_pct=valid_pct, seed=seed)
     if not outcome.args[0].equals(plants):
         _kit.fail(Q1, "the plant table unchanged", "it was modified",
                   "work on copies (`plants[plants['split'] == 'train']` makes one); do not add columns to the "
@@ -340,8 +342,11 @@ def _compare_probe(func: Callable, seed: int, batch_size: int = PROBE_BATCH,
     encoder, images, labels, eval_images, order, camera = probe_case(seed)
     before = _state(encoder)
     case = f" (case: {camera} photos of 40 plants, epochs={epochs}, lr={PROBE_LR}, batch_size={batch_size})"
-    outcome = _kit.call(func, encoder, images.clone(), labels.clone(), eval_images.clone(), camera, epochs=epochs,
-                        lr=PROBE_LR, batch_size=batch_size, seed=seed)
+    with _kit.named_errors(Q2, "an error while training: the head is nn.Sequential(nn.BatchNorm1d(F), "
+                           "nn.Dropout(0.25), nn.Linear(F, 3)), one output per class, on features of shape "
+                           "(photos, F) from encode(encoder, images, camera)" + case, seed):
+        outcome = _kit.call(func, encoder, images.clone(), labels.clone(), eval_images.clone(), camera,
+                            epochs=epochs, lr=PROBE_LR, batch_size=batch_size, seed=seed)
     got = outcome.result
     after = outcome.args[0]
     if isinstance(after, nn.Module):
@@ -411,10 +416,12 @@ def _compare_probe(func: Callable, seed: int, batch_size: int = PROBE_BATCH,
                   "each batch: logits = head(features[batch]); loss = F.cross_entropy(logits, labels[batch]); "
                   "optimizer.zero_grad(); loss.backward(); optimizer.step()" + case, seed)
     if accuracy < MIN_ACCURACY or cross_entropy > MAX_CROSS_ENTROPY:
+        hint = ("the training loss hardly falls: each batch needs optimizer.zero_grad(); loss.backward(); "
+                "optimizer.step(), with Adam on head.parameters() and lr as given; " if first - last < 0.05 else "")
         _kit.fail(Q2, f"a head that learned the training photos: accuracy >= {MIN_ACCURACY}, cross-entropy <= "
                   f"{MAX_CROSS_ENTROPY} (chance: 0.35 and {math.log(3):.2f})",
                   f"accuracy {accuracy:.2f}, cross-entropy {cross_entropy:.3f}",
-                  "features = encode(encoder, images, camera) for the training *and* the eval photos (the same "
+                  hint + "features = encode(encoder, images, camera) for the training *and* the eval photos (the same "
                   "normalisation); Adam on head.parameters() with lr as given; `epochs` passes over shuffled "
                   "batches of `batch_size`" + case, seed)
     return accuracy, cross_entropy, [float(v) for v in losses]
@@ -558,15 +565,16 @@ def _log_loss_hint(got: float, labels: np.ndarray, probs: np.ndarray, eps: float
 
 def _compare_log_loss(func: Callable, labels: Any, probs: Any, eps: float | None, seed: int, case: str,
                       expected: float | None = None) -> float:
-    labels_array, probs_array = np.asarray(labels), np.asarray(probs, dtype=np.float64)
+    labels_array, probs_array = np.asarray(labels), np.array(probs, dtype=np.float64)  # copies: see below
+    probs = probs.copy() if isinstance(probs, np.ndarray) else [list(row) for row in probs]
     used_eps = 1e-15 if eps is None else eps
     expected = reference_log_loss(labels_array, probs_array, used_eps) if expected is None else expected
     kwargs = {} if eps is None else {"eps": eps}
-    with np.errstate(all="ignore"):
+    with np.errstate(all="ignore"), _kit.named_errors(Q3, "labels are class indices, probs an (n, classes) array "
+                                                      "or a list of lists: np.asarray both first" + case, seed):
         outcome = _kit.call(func, labels, probs, **kwargs)
     got = _as_number(outcome.result)
-    before = np.asarray(probs, dtype=np.float64)
-    if not np.array_equal(np.asarray(outcome.args[1], dtype=np.float64), before):
+    if not np.array_equal(np.asarray(outcome.args[1], dtype=np.float64), probs_array):
         _kit.fail(Q3, "the probabilities left unchanged", "they were modified in place",
                   "np.clip(p, ...) makes a new array; do not clip `probs` in place (out=probs)" + case, seed)
     if got is None:
@@ -655,7 +663,7 @@ def _valid_loss(logits: np.ndarray, labels: np.ndarray, temperature: float) -> f
 
 
 def _temperature_hint(got: float, logits: np.ndarray, labels: np.ndarray, is_valid: np.ndarray, best: float) -> str:
-    near = lambda other: other > 0 and abs(got / other - 1) < 0.03  # noqa: E731
+    near = lambda other: other > 0 and abs(got / other - 1) < 0.01  # noqa: E731
     if near(calibration.fit_temperature(labels, logits)) or near(calibration.fit_temperature(labels[~is_valid],
                                                                                              logits[~is_valid])):
         return ("fit T on the validation rows only (logits[is_valid]): the training plants were learned, their "
@@ -678,20 +686,29 @@ def _temperature_hint(got: float, logits: np.ndarray, labels: np.ndarray, is_val
         return "the softmax runs over the classes of each row (axis=1), not over the rows (axis=0)"
     if abs(got - 1) < 1e-9:
         return "search for the T that minimises the validation log loss; T = 1 is where you start"
+    if abs(got * 20 - round(got * 20)) < 1e-9:
+        return (f"your T ({got:g}) looks like a point of a coarse grid: find the best T to within 1 % (a bounded "
+                "minimiser on log T, or a grid finer than 1 %)")
     return (f"minimise the validation log loss of softmax(logits[is_valid] / T) over T in [0.05, 20] to within 1 % "
             f"(your T {got:.4f}, best {best:.4f}): a bounded minimiser on log T, or a grid finer than 1 %")
 
 
 def _compare_temperature(func: Callable, logits: Any, labels: Any, is_valid: Any, seed: int, case: str) -> float:
-    logits_a, labels_a, mask = np.asarray(logits, dtype=np.float64), np.asarray(labels), np.asarray(is_valid, bool)
+    logits_a, labels_a, mask = np.array(logits, dtype=np.float64), np.asarray(labels), np.asarray(is_valid, bool)
+    logits = logits.copy() if isinstance(logits, np.ndarray) else [list(row) for row in logits]
     best = reference_temperature(logits_a, labels_a, mask)
-    outcome = _kit.call(func, logits, labels, is_valid)
+    with _kit.named_errors(Q4, "logits, labels and is_valid may be arrays or lists: np.asarray them first "
+                           "(is_valid as bool)" + case, seed):
+        outcome = _kit.call(func, logits, labels, is_valid)
     if not np.array_equal(np.asarray(outcome.args[0], dtype=np.float64), logits_a):
         _kit.fail(Q4, "the logits left unchanged", "they were modified in place",
                   "compute logits / T into a new array; do not divide `logits` in place" + case, seed)
     got = _as_number(outcome.result)
     if got is None:
         _kit.fail(Q4, "one float, the temperature", type(outcome.result).__name__, "return T as a float" + case, seed)
+    if math.isfinite(got) and abs(math.exp(got) / best - 1) < 0.02:
+        _kit.fail(Q4, f"T = {best:.4f}", f"{got:.4f} = log({math.exp(got):.4f})",
+                  "return T itself, not log T (optimise over log T if you like, then take math.exp)" + case, seed)
     if not math.isfinite(got) or got <= 0:
         _kit.fail(Q4, f"T > 0 (about {best:.4f})", got, "search T > 0 only, e.g. over log T (T = exp(log_t)) or a "
                   "bounded search in [0.05, 20]; a negative T flips every prediction" + case, seed)
@@ -805,7 +822,9 @@ def _compare_submission(func: Callable, photo_probs: pd.DataFrame, sample_path: 
     sample = pd.read_csv(sample_path)
     if out.exists():
         out.unlink()
-    outcome = _kit.call(func, photo_probs.copy(), sample_path, out)
+    with _kit.named_errors(Q5, "read the sample with pd.read_csv(sample_path); photo_probs has an Image_id "
+                           "column and one column per class" + case, seed):
+        outcome = _kit.call(func, photo_probs.copy(), sample_path, out)
     if not outcome.args[0].equals(photo_probs):
         _kit.fail(Q5, "the predictions table unchanged", "it was modified",
                   "work on a copy (photo_probs.copy()) before adding columns" + case, seed)
