@@ -274,10 +274,13 @@ def check_split_photos_hidden(split_photos: Callable, seed: int) -> None:
 
 # --- question 2: a head on a frozen encoder, a short probe ---------------------------------------------
 
-PROBE_EPOCHS, PROBE_LR, PROBE_BATCH = 30, 3e-2, 16
-# Measured over 400 seeds with the reference and with answers that draw their batches differently
-# (book/instructors.md): right answers reach at least 0.52 training accuracy and at most 0.91
-# cross-entropy on these 40 plants (chance: 0.35 and log 3 = 1.10); a head that never learns stays near chance.
+PROBE_EPOCHS, PROBE_LR, PROBE_BATCH = 30, 3e-2, 16  # the notebook's defaults
+CHECK_EPOCHS, HIDDEN_EPOCHS = 60, 48
+# Measured on 200 seeds (400 runs: the visible and the hidden case) with the reference and with an answer
+# that draws its batches and initial weights differently (tests/test_course_03_finetune.py): right answers
+# reached at least 0.575 training accuracy and at most 0.85 cross-entropy on these 40 plants (chance: 0.35
+# and log 3 = 1.10), and the last quarter's mean loss lay at least 0.2 below the first epoch's. A head
+# that never learns stays near chance.
 MIN_ACCURACY, MAX_CROSS_ENTROPY = 0.45, 1.0
 
 
@@ -338,7 +341,7 @@ def _state(module: nn.Module) -> dict[str, torch.Tensor]:
 
 
 def _compare_probe(func: Callable, seed: int, batch_size: int = PROBE_BATCH,
-                   epochs: int = PROBE_EPOCHS) -> tuple[float, float, list[float]]:
+                   epochs: int = CHECK_EPOCHS) -> tuple[float, float, list[float]]:
     encoder, images, labels, eval_images, order, camera = probe_case(seed)
     before = _state(encoder)
     case = f" (case: {camera} photos of 40 plants, epochs={epochs}, lr={PROBE_LR}, batch_size={batch_size})"
@@ -409,15 +412,15 @@ def _compare_probe(func: Callable, seed: int, batch_size: int = PROBE_BATCH,
     accuracy = float((train_logits.argmax(1) == labels).double().mean())
     cross_entropy = float(F.cross_entropy(train_logits, labels))
     quarter = max(1, epochs // 4)
-    first, last = float(np.mean(losses[:quarter])), float(np.mean(losses[-quarter:]))
+    first, last = float(losses[0]), float(np.mean(losses[-quarter:]))
     if not last < first:
-        _kit.fail(Q2, "the training loss to fall (mean of the last quarter of epochs below the first)",
-                  f"first quarter {first:.3f}, last quarter {last:.3f}",
+        _kit.fail(Q2, "the training loss to fall (mean of the last quarter of epochs below the first epoch's)",
+                  f"first epoch {first:.3f}, last quarter {last:.3f}",
                   "each batch: logits = head(features[batch]); loss = F.cross_entropy(logits, labels[batch]); "
                   "optimizer.zero_grad(); loss.backward(); optimizer.step()" + case, seed)
     if accuracy < MIN_ACCURACY or cross_entropy > MAX_CROSS_ENTROPY:
         hint = ("the training loss hardly falls: each batch needs optimizer.zero_grad(); loss.backward(); "
-                "optimizer.step(), with Adam on head.parameters() and lr as given; " if first - last < 0.05 else "")
+                "optimizer.step(), with Adam on head.parameters() and lr as given; " if first - last < 0.1 else "")
         _kit.fail(Q2, f"a head that learned the training photos: accuracy >= {MIN_ACCURACY}, cross-entropy <= "
                   f"{MAX_CROSS_ENTROPY} (chance: 0.35 and {math.log(3):.2f})",
                   f"accuracy {accuracy:.2f}, cross-entropy {cross_entropy:.3f}",
@@ -483,8 +486,8 @@ def check_train_probe(train_probe: Callable, seed: int) -> None:
 def check_train_probe_hidden(train_probe: Callable, seed: int) -> None:
     """Hidden check for question 2: another encoder, camera and batch size."""
     with _one_thread():
-        _compare_probe(train_probe, seed + 1, batch_size=8, epochs=24)
-    _kit.passed(Q2 + " (hidden)", ["batch size 8, 24 epochs, another encoder"])
+        _compare_probe(train_probe, seed + 1, batch_size=8, epochs=HIDDEN_EPOCHS)
+    _kit.passed(Q2 + " (hidden)", [f"batch size 8, {HIDDEN_EPOCHS} epochs, another encoder"])
 
 
 # --- question 3: log loss by hand ---------------------------------------------------------------------
