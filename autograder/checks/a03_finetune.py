@@ -367,8 +367,8 @@ def _compare_probe(func: Callable, seed: int, batch_size: int = PROBE_BATCH,
                       "(encoder.eval(), or encode(...), which does it for you); requires_grad_(False) alone "
                       "leaves BatchNorm updating its running mean and variance in train mode" + case, seed)
     if not isinstance(got, (tuple, list)) or len(got) != 2:
-        _kit.fail(Q2, "a tuple (eval_logits, losses)", type(got).__name__, "return both: `return logits, losses`" + case,
-                  seed)
+        _kit.fail(Q2, "a tuple (eval_logits, losses)", type(got).__name__,
+                  "return both: `return logits, losses`" + case, seed)
     logits, losses = got
     if not isinstance(logits, torch.Tensor):
         _kit.fail(Q2, "eval_logits as a torch.Tensor", type(logits).__name__,
@@ -800,8 +800,9 @@ def _submission_hint(problems: list[str], frame: pd.DataFrame | None, sample: pd
         return "write without the index: frame.to_csv(out, index=False)"
     if "columns are" in text:
         if frame is not None and sorted(map(str, frame.columns)) == sorted(sample.columns):
-            return ("put the columns in the sample's order: ['Image_id'] + the class columns as SampleSubmission.csv "
-                    f"lists them ({', '.join(sample.columns[1:])}), not alphabetically nor as the predictions have them")
+            return ("put the columns in the sample's order: ['Image_id'] + the class columns as "
+                    f"SampleSubmission.csv lists them ({', '.join(sample.columns[1:])}), not alphabetically "
+                    "nor as the predictions have them")
         return f"the columns must be exactly {', '.join(sample.columns)} (read them from the sample)"
     if "RG-NIR photo" in text:
         return ("one row per plant, named by its RGB photo: average the plant's two photos (strip `_rgn` with "
@@ -887,7 +888,8 @@ def check_make_submission(make_submission: Callable, seed: int) -> None:
         photo_probs, sample_path, out = submission_case(seed, Path(folder))
         n = len(pd.read_csv(sample_path))
         frame = _compare_submission(make_submission, photo_probs, sample_path, out, seed,
-                                    f" (case: {n} test plants, sample columns {list(pd.read_csv(sample_path).columns)})")
+                                    f" (case: {n} test plants, sample columns "
+                                    f"{list(pd.read_csv(sample_path).columns)})")
     _kit.passed(Q5, [f"check_submission accepts it: {n} rows named by RGB photos, in the sample's order, columns "
                      f"{', '.join(frame.columns)} as the sample has them, rows summing to 1",
                      "each plant's row is the mean of its two photos, renormalised"])
