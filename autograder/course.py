@@ -3,12 +3,13 @@
 ASSIGNMENTS: dict[str, str] = {
     "01-data": "autograder.checks.a01_data",
     "02-ssl": "autograder.checks.a02_ssl",
+    "03-finetune": "autograder.checks.a03_finetune",
 }
 
 # Seconds on 2 CPU cores: each visible check, and `python -m autograder check` on a whole notebook
-# (120 s for every assignment after 01). tests/test_course_budgets.py measures them.
+# (120 s for every assignment after 01 unless it says less). tests/test_course_budgets.py measures them.
 VISIBLE_CHECK_BUDGET_S = 10
-NOTEBOOK_BUDGET_S: dict[str, int] = {"01-data": 90}
+NOTEBOOK_BUDGET_S: dict[str, int] = {"01-data": 90, "03-finetune": 90}
 DEFAULT_NOTEBOOK_BUDGET_S = 120
 
 

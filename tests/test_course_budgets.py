@@ -32,6 +32,11 @@ from autograder.figures import MASK_CMAP, mask_legend, show, show_mask
 from rice_lab.data.views import CropSpec, PlantImages, brightness_contrast, random_resized_crop
 from rice_lab.data.zindi import load_image, read_mask
 from rice_lab.ssl import SwAVModel
+from rice_lab.data.zindi import CLASSES, plant_id_of
+from rice_lab.evaluate.encode import encode, photo_stats
+from rice_lab.finetune.submission import check_submission
+from scipy.optimize import minimize_scalar
+from torch import nn
 torch.set_num_threads(1)
 """
 
