@@ -149,7 +149,7 @@ class ClassifierRun(Callback):
             self._restore(self.resume_state)
             self.learn.train_iter = done * self.steps_per_epoch
             self.start_epoch = done
-        self.metrics = MetricsLog(self.run_dir / "metrics.csv", keep_until_step=self.global_step)
+        self.log_file = MetricsLog(self.run_dir / "metrics.csv", keep_until_step=self.global_step)
 
     def _restore(self, state: dict) -> None:
         self.learn.model.load_state_dict(state["model"])
@@ -176,7 +176,7 @@ class ClassifierRun(Callback):
             if not math.isfinite(loss):
                 raise TrainingError(f"the training loss became {loss} at step {self.global_step}; the last good "
                                     f"state is in {self.run_dir / 'last.pt'}: lower the learning rate")
-            self.metrics.log(self.global_step, self.global_epoch, "train", loss, self.opt.hypers[-1]["lr"])
+            self.log_file.log(self.global_step, self.global_epoch, "train", loss, self.opt.hypers[-1]["lr"])
         else:
             self.probs.append(self.learn.pred.detach().float().softmax(1).cpu())
             self.targets.append(self.learn.yb[0].cpu())
@@ -194,7 +194,7 @@ class ClassifierRun(Callback):
         step, epoch = self.global_step, self.global_epoch
         for kind, value in (("valid", per_photo), ("valid-fused-log-loss", fused_loss),
                             ("valid-fused-accuracy", accuracy)):
-            self.metrics.log(step, epoch, kind, value, None)
+            self.log_file.log(step, epoch, kind, value, None)
         if fused_loss < self.state.get("log_loss", float("inf")):
             self.state.update(log_loss=fused_loss, accuracy=accuracy, epoch=epoch + 1)
             atomic_save({"model": self.learn.model.state_dict(), **self.state}, self.run_dir / "best.pt")
@@ -203,7 +203,7 @@ class ClassifierRun(Callback):
                     self.run_dir / "last.pt")
 
     def after_fit(self) -> None:
-        self.metrics.close()
+        self.log_file.close()
 
 
 # ---------------------------------------------------------------------------------------------
