@@ -146,13 +146,18 @@ class ClassifierRun(Callback):
     def before_fit(self) -> None:
         if self.resume_state is not None:
             done = int(self.resume_state["epochs_done"]) - self.epoch_offset
-            self._restore(self.resume_state)
+            # At a phase's first epoch the optimiser starts afresh (unfreezing clears its state).
+            self._restore(self.resume_state, with_opt=done > 0)
             self.learn.train_iter = done * self.steps_per_epoch
             self.start_epoch = done
         self.log_file = MetricsLog(self.run_dir / "metrics.csv", keep_until_step=self.global_step)
 
-    def _restore(self, state: dict) -> None:
+    def _restore(self, state: dict, with_opt: bool = True) -> None:
         self.learn.model.load_state_dict(state["model"])
+        self.state.update(state["best"])
+        set_rng_state(state["rng"])
+        if not with_opt:
+            return
         opt = dict(state["opt"])
         opt["hypers"] = L(dict(h) for h in opt["hypers"])
         self.learn.opt.load_state_dict(opt)
@@ -161,8 +166,6 @@ class ClassifierRun(Callback):
             for key, value in slot.items():
                 if isinstance(value, torch.Tensor):
                     slot[key] = value.to(device)
-        self.state.update(state["best"])
-        set_rng_state(state["rng"])
 
     def before_epoch(self) -> None:
         self.dls.train.batch_sampler.set_epoch(self.global_epoch)
@@ -216,8 +219,11 @@ def classifier_plants(config: FinetuneConfig) -> pd.DataFrame:
                         config.labels_fraction, config.seed)
 
 
-def finetune(config: FinetuneConfig, resume: bool = False) -> Path:
-    """Fine-tune a classifier; returns the run directory (``classifier.pt`` is the result)."""
+def finetune(config: FinetuneConfig, resume: bool = False, callbacks: list | None = None) -> Path:
+    """Fine-tune a classifier; returns the run directory (``classifier.pt`` is the result).
+
+    ``callbacks``: extra fastai callbacks added to every phase (to watch or interrupt training).
+    """
     config.validate()
     if config.data is None or config.out is None:
         raise ConfigError("config.data (a Zindi folder) and config.out (a run directory) are required")
@@ -245,7 +251,7 @@ def finetune(config: FinetuneConfig, resume: bool = False) -> Path:
     model = build_model(encoder, config)
     learn = Learner(dls, model, loss_func=CrossEntropyLossFlat(label_smoothing=config.label_smoothing),
                     opt_func=Adam, splitter=body_and_head, lr=config.lr, wd=config.wd, moms=config.moms,
-                    train_bn=config.mode != "probe")
+                    train_bn=False)  # a frozen body keeps its batch norms frozen too (probe, head phase)
     if not config.progress:
         learn.remove_cb(ProgressCallback)
         learn.logger = lambda *_: None
@@ -260,6 +266,7 @@ def finetune(config: FinetuneConfig, resume: bool = False) -> Path:
         here = resume_state if resume_state is not None and done >= offset else None
         cbs = [PhotoInput(stats, config.seed, config.flips, config.channels_last, offset * steps_per_epoch),
                ClassifierRun(run_dir, len(cameras), offset, steps_per_epoch, best, here)] + mixup
+        cbs += list(callbacks or [])
         if frozen:
             cbs.append(BnFreeze())
         learn.fit_one_cycle(n_epochs, lr, wd=config.wd, moms=config.moms, pct_start=config.pct_start, cbs=cbs,
