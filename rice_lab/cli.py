@@ -89,7 +89,12 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
                         label_smoothing=args.label_smoothing, mixup=args.mixup, arch=args.arch,
                         threads=args.threads, workers=args.workers, progress=False if args.no_progress else None)
     run_dir = cached_finetune(config) if args.if_needed else finetune(config, resume=args.resume)
-    print(f"classifier: {run_dir / 'classifier.pt'}")
+    from rice_lab.runs import load_checkpoint
+
+    kept = load_checkpoint(run_dir / "classifier.pt")
+    print(f"classifier: {run_dir / 'classifier.pt'} (epoch {kept['kept_epoch']}: validation fused log loss "
+          f"{kept['valid_fused_log_loss']:.3f}, accuracy {kept['valid_fused_accuracy']:.3f}; flip TTA "
+          f"{'kept' if kept['tta'] else 'dropped'}; temperature {kept['temperatures']['fused']:.3f})")
     return 0
 
 
