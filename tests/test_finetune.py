@@ -228,3 +228,19 @@ def test_configs_are_checked():
     with pytest.raises(ConfigError, match="pretrained"):
         get_preset("cpu-tiny", encoder="runs/x", pretrained=True).validate()
     assert get_preset("gpu-paper").arch == "xresnet34" and get_preset("gpu-paper").head == "original"
+
+
+def test_label_smoothing_and_mixup_change_the_training_loss(synth_root, encoder_run, tmp_path):
+    def first_losses(name, **options):
+        run = finetune(tiny(synth_root, tmp_path / name, encoder_run, epochs=1, **options))
+        metrics = read_metrics(run)
+        return metrics[metrics["kind"] == "train"]["loss"].to_numpy()
+
+    plain = first_losses("plain")
+    smoothed = first_losses("smoothed", label_smoothing=0.3)
+    mixed = first_losses("mixed", mixup=0.4)
+    # Same seed, same first batch and weights: only the loss differs at step 1.
+    assert smoothed[0] != pytest.approx(plain[0], abs=1e-4)
+    assert mixed[0] != pytest.approx(plain[0], abs=1e-4)
+    # Smoothing the targets of an untrained (near-uniform) model changes its loss only a little.
+    assert abs(smoothed[0] - plain[0]) < 0.5
