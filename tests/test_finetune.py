@@ -8,7 +8,6 @@ import shutil
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 import torch
 from fastai.callback.core import Callback
@@ -107,6 +106,8 @@ def test_run_directory_records_plants_encoder_and_kept_epoch(full_run, encoder_r
     assert kept["kept_epoch"] == int(fused["epoch"].iloc[fused["loss"].argmin()]) + 1
     assert kept["valid_fused_log_loss"] == pytest.approx(fused["loss"].min(), abs=1e-6)
     assert kept["cameras"] == list(CAMERAS) and kept["classes"] == list(CLASSES)
+    readable = json.loads((full_run / "calibration.json").read_text())
+    assert readable["temperatures"] == kept["temperatures"] and readable["tta"] == kept["tta"]
 
 
 def test_probe_freezes_the_body_and_its_batch_norm_statistics(synth_root, encoder_run, tmp_path):

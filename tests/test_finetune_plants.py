@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-import pytest
 
 from rice_lab.data.zindi import CLASSES, read_zindi
 from rice_lab.finetune.data import assign_roles, duplicate_groups

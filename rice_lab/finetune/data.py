@@ -16,7 +16,7 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from rice_lab.data.views import PlantImages, SeededBatchSampler, load_size, normalize
+from rice_lab.data.views import PlantImages, SeededBatchSampler, load_size
 from rice_lab.data.zindi import CAMERAS, CLASSES, split_plants
 from rice_lab.errors import ConfigError, DataError
 from rice_lab.seeding import stream_generator, stream_seed
@@ -176,4 +176,4 @@ def check_stats(stats: dict, cameras: tuple[str, ...]) -> dict:
 
 
 __all__ = ["ROLES", "PhotoSamples", "assign_roles", "camera_list", "check_stats", "duplicate_groups", "flip",
-           "normalize", "photo_hash", "photo_loader", "prepare", "random_flips"]
+           "photo_hash", "photo_loader", "prepare", "random_flips"]

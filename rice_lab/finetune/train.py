@@ -2,17 +2,18 @@
 
 Read it top to bottom: plants -> encoder -> run directory -> Learner + callbacks -> one-cycle
 (per mode) -> the kept epoch (best validation fused log loss) -> TTA decision and temperatures
-fitted on the validation plants -> ``classifier.pt``. ``cached_finetune`` (``--if-needed``) reuses,
+fitted on the validation plants -> ``calibration.json`` (those decisions, readable) and
+``classifier.pt``. ``cached_finetune`` (``--if-needed``) reuses,
 resumes or sets aside what is in the run directory; nothing is ever deleted.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import sys
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import torch
 import fastai.callback.schedule  # noqa: F401 - adds Learner.fit_one_cycle
@@ -29,15 +30,16 @@ from torch import nn
 
 from rice_lab.data.views import IMAGENET_STATS, PlantImages, load_size
 from rice_lab.data.zindi import CAMERAS, CLASSES, data_fingerprint, read_zindi, split_plants
-from rice_lab.errors import CheckpointError, ConfigError, RiceLabError, TrainingError
+from rice_lab.errors import CheckpointError, ConfigError, TrainingError
 from rice_lab.evaluate.calibration import EPSILON, log_loss
 from rice_lab.finetune.config import RESULT_FREE, FinetuneConfig
 from rice_lab.finetune.data import (PhotoSamples, assign_roles, camera_list, check_stats, photo_loader, prepare,
                                     random_flips)
 from rice_lab.finetune.model import Classifier, body_and_head, encoder_body
 from rice_lab.models.encoders import create_encoder, load_encoder
-from rice_lab.runs import (MetricsLog, atomic_save, cache_decision, load_checkpoint, load_resume_state, read_manifest,
-                           rng_state, run_mismatch, set_rng_state, write_manifest)
+from rice_lab.runs import (MetricsLog, atomic_save, atomic_write_text, cache_decision, load_checkpoint,
+                           load_resume_state, read_manifest, rng_state, run_mismatch, set_rng_state,
+                           write_manifest)
 from rice_lab.seeding import seed_everything
 
 KIND = "finetune"          # the manifest's kind of run
@@ -298,6 +300,8 @@ def finetune(config: FinetuneConfig, resume: bool = False, callbacks: list | Non
             "epsilon": EPSILON}
     valid_plants = plants[plants["role"] == "valid"]
     decisions = calibrate(model, meta, valid_plants, valid)
+    summary = {k: meta[k] for k in ("kept_epoch", "valid_fused_log_loss", "valid_fused_accuracy", "epsilon")}
+    atomic_write_text(json.dumps({**summary, **decisions}, indent=2) + "\n", run_dir / "calibration.json")
     atomic_save({"model": model.state_dict(), **meta, **decisions}, run_dir / RESULT)
     return run_dir
 
