@@ -77,3 +77,19 @@ def test_roles_never_read_test_labels(synth_root):
     a = assign_roles(with_labels, 0.2, labels_fraction=0.5)
     b = assign_roles(shuffled, 0.2, labels_fraction=0.5)
     assert "test_label" not in a.columns and a["role"].equals(b["role"])
+
+
+def test_augmentation_flips_each_photo_and_repeats_for_a_step():
+    import torch
+
+    from rice_lab.finetune.data import augment
+
+    photos = (torch.rand(16, 3, 8, 10, generator=torch.Generator().manual_seed(0)) * 255).to(torch.uint8)
+    flipped = augment(photos, seed=0, step=5)
+    x = photos.float() / 255
+    for original, out in zip(x, flipped):  # each photo is one of its four flips, nothing else
+        assert any(torch.equal(out, v) for v in (original, original.flip(-1), original.flip(-2), original.flip(-1, -2)))
+    assert torch.equal(flipped, augment(photos, seed=0, step=5))
+    assert not torch.equal(flipped, augment(photos, seed=0, step=6))
+    strong = augment(photos, seed=0, step=5, max_rotation=20, zoom=0.2, jitter=0.3)
+    assert strong.shape == x.shape and 0 <= strong.min() and strong.max() <= 1 and not torch.equal(strong, flipped)

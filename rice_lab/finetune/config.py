@@ -45,6 +45,9 @@ class FinetuneConfig:
     pct_start: float = 0.25
     moms: tuple[float, float, float] = (0.95, 0.85, 0.95)
     flips: bool = True                   # random horizontal and vertical flips (also the TTA set)
+    max_rotation: float = 0.0            # random rotation up to this many degrees (0 = off)
+    zoom: float = 0.0                    # random zoom by up to +- this fraction (0 = off)
+    jitter: float = 0.0                  # brightness / contrast strength (0 = off)
     label_smoothing: float = 0.0
     mixup: float = 0.0                   # MixUp's alpha (0 = off; the original used 0.4)
     tta: bool = True                     # try flip TTA; kept only if it lowers validation log loss
@@ -89,6 +92,9 @@ class FinetuneConfig:
             (self.lr > 0, f"lr={self.lr}: must be positive"),
             (0 <= self.label_smoothing < 1, f"label_smoothing={self.label_smoothing}: in [0, 1)"),
             (self.mixup >= 0, f"mixup={self.mixup}: MixUp's alpha, 0 (off) or more"),
+            (self.max_rotation >= 0 and 0 <= self.zoom < 1 and 0 <= self.jitter < 1,
+             f"max_rotation={self.max_rotation}, zoom={self.zoom}, jitter={self.jitter}: rotation >= 0, "
+             "zoom and jitter in [0, 1)"),
             (self.photo_height is None or self.photo_height >= 16,
              f"photo_height={self.photo_height}: must be at least 16 px"),
             (not (self.pretrained and self.encoder != "random"),

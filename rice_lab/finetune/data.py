@@ -14,9 +14,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
-from rice_lab.data.views import PlantImages, SeededBatchSampler, load_size
+from rice_lab.data.views import PlantImages, SeededBatchSampler, brightness_contrast, load_size
 from rice_lab.data.zindi import CAMERAS, CLASSES, split_plants
 from rice_lab.errors import ConfigError, DataError
 from rice_lab.seeding import stream_generator, stream_seed
@@ -150,10 +151,33 @@ def flip(images: torch.Tensor, horizontal: torch.Tensor, vertical: torch.Tensor)
     return torch.where(vertical.view(-1, 1, 1, 1), images.flip(-2), images)
 
 
-def random_flips(images: torch.Tensor, seed: int, step: int) -> torch.Tensor:
-    """Each photo flipped left-right and top-bottom with probability 1/2 each, drawn for ``step``."""
-    draws = torch.rand(2, len(images), generator=stream_generator(seed, "finetune-augment", step)) < 0.5
-    return flip(images, draws[0].to(images.device), draws[1].to(images.device))
+def augment(images: torch.Tensor, seed: int, step: int, flips: bool = True, max_rotation: float = 0.0,
+            zoom: float = 0.0, jitter: float = 0.0) -> torch.Tensor:
+    """Training augmentation of a batch, every random number drawn for ``step``: floats in [0, 1] out.
+
+    Flips left-right and top-bottom (probability 1/2 each); a rotation up to ``max_rotation`` degrees
+    and a zoom by up to +-``zoom`` (reflected borders); brightness and contrast by up to +-``jitter``.
+    """
+    generator = stream_generator(seed, "finetune-augment", step)
+    x = images.float() / 255 if images.dtype == torch.uint8 else images.float()
+    if flips:
+        draws = (torch.rand(2, len(x), generator=generator) < 0.5).to(x.device)
+        x = flip(x, draws[0], draws[1])
+    if max_rotation > 0 or zoom > 0:
+        u = torch.rand(2, len(x), generator=generator, dtype=torch.float64)
+        angle = torch.deg2rad((2 * u[0] - 1) * max_rotation)
+        scale = 1 + (2 * u[1] - 1) * zoom
+        height, width = x.shape[-2:]
+        cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
+        theta = torch.zeros(len(x), 2, 3, dtype=torch.float64)
+        # rotation in pixel space, so a 5:4 photo is not sheared
+        theta[:, 0, 0], theta[:, 0, 1] = cos, -sin * height / width
+        theta[:, 1, 0], theta[:, 1, 1] = sin * width / height, cos
+        grid = F.affine_grid(theta.to(x.device, x.dtype), list(x.shape), align_corners=False)
+        x = F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+    if jitter > 0:
+        x = brightness_contrast(x, jitter, generator)
+    return x
 
 
 def prepare(images: torch.Tensor, cameras: torch.Tensor, stats: dict, channels_last: bool = False) -> torch.Tensor:
@@ -175,5 +199,5 @@ def check_stats(stats: dict, cameras: tuple[str, ...]) -> dict:
             for c in CAMERAS}
 
 
-__all__ = ["ROLES", "PhotoSamples", "assign_roles", "camera_list", "check_stats", "duplicate_groups", "flip",
-           "photo_hash", "photo_loader", "prepare", "random_flips"]
+__all__ = ["ROLES", "PhotoSamples", "assign_roles", "augment", "camera_list", "check_stats", "duplicate_groups", "flip",
+           "photo_hash", "photo_loader", "prepare"]

@@ -33,8 +33,8 @@ from rice_lab.data.zindi import CAMERAS, CLASSES, data_fingerprint, read_zindi, 
 from rice_lab.errors import CheckpointError, ConfigError, TrainingError
 from rice_lab.evaluate.calibration import EPSILON, log_loss
 from rice_lab.finetune.config import RESULT_FREE, FinetuneConfig
-from rice_lab.finetune.data import (PhotoSamples, assign_roles, camera_list, check_stats, photo_loader, prepare,
-                                    random_flips)
+from rice_lab.finetune.data import (PhotoSamples, assign_roles, augment, camera_list, check_stats, photo_loader,
+                                    prepare)
 from rice_lab.finetune.model import Classifier, body_and_head, encoder_body
 from rice_lab.models.encoders import create_encoder, load_encoder
 from rice_lab.runs import (MetricsLog, atomic_save, atomic_write_text, cache_decision, load_checkpoint,
@@ -106,19 +106,21 @@ def build_model(encoder: nn.Module, config: FinetuneConfig) -> Classifier:
 # ---------------------------------------------------------------------------------------------
 
 class PhotoInput(Callback):
-    """(uint8 photos, cameras) -> normalised float photos; random flips in training."""
+    """(uint8 photos, cameras) -> normalised float photos; augmented in training."""
 
     order = -5  # after TrainEvalCallback, before MixUp
 
-    def __init__(self, stats: dict, seed: int, flips: bool, channels_last: bool, step_offset: int = 0) -> None:
-        self.stats, self.seed, self.flips, self.channels_last = stats, seed, flips, channels_last
+    def __init__(self, config: FinetuneConfig, stats: dict, step_offset: int = 0) -> None:
+        self.config, self.stats = config, stats
         self.step_offset = step_offset  # steps of earlier phases (discriminative's head-only phase)
 
     def before_batch(self) -> None:
         images, cameras = self.xb
-        if self.training and self.flips:
-            images = random_flips(images, self.seed, self.step_offset + self.learn.train_iter)
-        self.learn.xb = (prepare(images, cameras, self.stats, self.channels_last),)
+        c = self.config
+        if self.training:
+            images = augment(images, c.seed, self.step_offset + self.learn.train_iter, c.flips, c.max_rotation,
+                             c.zoom, c.jitter)
+        self.learn.xb = (prepare(images, cameras, self.stats, c.channels_last),)
 
 
 class ClassifierRun(Callback):
@@ -266,7 +268,7 @@ def finetune(config: FinetuneConfig, resume: bool = False, callbacks: list | Non
         if done >= offset + n_epochs:
             return  # finished before the interruption
         here = resume_state if resume_state is not None and done >= offset else None
-        cbs = [PhotoInput(stats, config.seed, config.flips, config.channels_last, offset * steps_per_epoch),
+        cbs = [PhotoInput(config, stats, offset * steps_per_epoch),
                ClassifierRun(run_dir, len(cameras), offset, steps_per_epoch, best, here)] + mixup
         cbs += list(callbacks or [])
         if frozen:
