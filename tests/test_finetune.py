@@ -245,3 +245,17 @@ def test_label_smoothing_and_mixup_change_the_training_loss(synth_root, encoder_
     assert mixed[0] != pytest.approx(plain[0], abs=1e-4)
     # Smoothing the targets of an untrained (near-uniform) model changes its loss only a little.
     assert abs(smoothed[0] - plain[0]) < 0.5
+
+
+def test_a_one_camera_model_trains_and_predicts_that_camera_only(synth_root, encoder_run, tmp_path):
+    run = finetune(tiny(synth_root, tmp_path / "rgb", encoder_run, epochs=1, cameras="rgb"))
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["cameras"] == ["rgb"]
+    plants = read_zindi(synth_root)
+    test = plants[plants["split"] == "test"]
+    found = predict(run, test)
+    assert list(found.photos["camera"].unique()) == ["rgb"] and len(found.photos) == len(test)
+    assert set(found.raw) == {"rgb", FUSED, FUSED_LOGITS}
+    assert np.allclose(found.raw[FUSED].to_numpy(), found.raw["rgb"].to_numpy())
+    with pytest.raises(DataError, match="rgb"):
+        predict(run, test.drop(columns="rgb"))
