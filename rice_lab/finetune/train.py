@@ -36,6 +36,7 @@ from rice_lab.finetune.config import RESULT_FREE, FinetuneConfig
 from rice_lab.finetune.data import (PhotoSamples, assign_roles, augment, camera_list, check_stats, photo_loader,
                                     prepare)
 from rice_lab.finetune.model import Classifier, body_and_head, encoder_body
+from rice_lab.finetune.predict import calibrate  # TTA and temperature: the same code predict() runs
 from rice_lab.models.encoders import create_encoder, load_encoder
 from rice_lab.runs import (MetricsLog, atomic_save, atomic_write_text, cache_decision, load_checkpoint,
                            load_resume_state, read_manifest, rng_state, run_mismatch, set_rng_state,
@@ -293,8 +294,6 @@ def finetune(config: FinetuneConfig, resume: bool = False, callbacks: list | Non
     # The kept model: the epoch with the best validation fused log loss (never the training loss).
     kept = load_checkpoint(run_dir / "best.pt")
     model.load_state_dict(kept["model"])
-    from rice_lab.finetune.predict import calibrate  # the same code predict() runs
-
     meta = {"arch": start["arch"], "head": config.head, "pool": config.pool, "classes": list(CLASSES),
             "cameras": list(cameras), "normalization": stats, "photo_height": height,
             "channels_last": config.channels_last, "kept_epoch": kept["epoch"],
