@@ -237,9 +237,9 @@ def test_label_smoothing_and_mixup_change_the_training_loss(synth_root, encoder_
         metrics = read_metrics(run)
         return metrics[metrics["kind"] == "train"]["loss"].to_numpy()
 
-    plain = first_losses("plain")
-    smoothed = first_losses("smoothed", label_smoothing=0.3)
-    mixed = first_losses("mixed", mixup=0.4)
+    plain = first_losses("plain", mixup=0.0, label_smoothing=0.0)
+    smoothed = first_losses("smoothed", mixup=0.0, label_smoothing=0.3)
+    mixed = first_losses("mixed", mixup=0.4, label_smoothing=0.0)
     # Same seed, same first batch and weights: only the loss differs at step 1.
     assert smoothed[0] != pytest.approx(plain[0], abs=1e-4)
     assert mixed[0] != pytest.approx(plain[0], abs=1e-4)
