@@ -65,6 +65,83 @@ def _cmd_pretrain(args: argparse.Namespace) -> int:
     return 0
 
 
+def _one_line(func):
+    """Run a fine-tuning command; a RiceLabError becomes one line on stderr and exit code 1."""
+    def wrapped(args: argparse.Namespace) -> int:
+        try:
+            return func(args)
+        except RiceLabError as err:
+            print(f"rice-lab: error: {str(err).splitlines()[0] if str(err) else type(err).__name__}",
+                  file=sys.stderr)
+            return 1
+    return wrapped
+
+
+@_one_line
+def _cmd_finetune(args: argparse.Namespace) -> int:
+    from rice_lab.finetune.config import get_preset
+    from rice_lab.finetune.train import cached_finetune, finetune
+
+    config = get_preset(args.preset, data=str(args.data), out=str(args.out), encoder=str(args.encoder),
+                        pretrained=True if args.pretrained else None, mode=args.mode, epochs=args.epochs,
+                        seed=args.seed, labels_fraction=args.labels_fraction, cameras=args.cameras,
+                        head=args.head, lr=args.lr, batch_size=args.batch_size, photo_height=args.photo_height,
+                        label_smoothing=args.label_smoothing, mixup=args.mixup, arch=args.arch,
+                        threads=args.threads, workers=args.workers, progress=False if args.no_progress else None)
+    run_dir = cached_finetune(config) if args.if_needed else finetune(config, resume=args.resume)
+    from rice_lab.runs import load_checkpoint
+
+    kept = load_checkpoint(run_dir / "classifier.pt")
+    print(f"classifier: {run_dir / 'classifier.pt'} (epoch {kept['kept_epoch']}: validation fused log loss "
+          f"{kept['valid_fused_log_loss']:.3f}, accuracy {kept['valid_fused_accuracy']:.3f}; flip TTA "
+          f"{'kept' if kept['tta'] else 'dropped'}; temperature {kept['temperatures']['fused']:.3f})")
+    return 0
+
+
+@_one_line
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from rice_lab.data.zindi import read_zindi
+    from rice_lab.finetune.predict import FUSED, predict
+    from rice_lab.finetune.submission import read_sample, write_submission
+
+    sample = args.sample or args.data / "SampleSubmission.csv"
+    read_sample(sample)  # a malformed sample stops here, before any work
+    plants = read_zindi(args.data)
+    test = plants[plants["split"] == "test"]
+    found = predict(args.run, test, calibrated=not args.uncalibrated)
+    write_submission(found.plants[FUSED], sample, args.out)
+    print(f"wrote {len(test)} plants to {args.out} (fused, TTA {'on' if found.tta else 'off'}, "
+          f"temperature {found.temperatures[FUSED]:.3f})")
+    return 0
+
+
+@_one_line
+def _cmd_submission_check(args: argparse.Namespace) -> int:
+    from rice_lab.finetune.submission import check_submission
+
+    problems = check_submission(args.file, args.sample)
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    if problems:
+        return 1
+    print(f"{args.file}: a valid submission")
+    return 0
+
+
+@_one_line
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from rice_lab.finetune.judge import evaluate_run
+
+    report = evaluate_run(args.run, args.data, resamples=args.resamples)
+    print(f"{report['split']}: {report['plants']} plants (95 % bootstrap intervals over plants)")
+    for view, scores in report["views"].items():
+        shown = "  ".join(f"{name} {scores[name]['estimate']:.3f} [{scores[name]['low']:.3f}, "
+                          f"{scores[name]['high']:.3f}]" for name in ("accuracy", "log_loss", "log_loss_calibrated"))
+        print(f"  {view:<13} {shown}")
+    print(f"written: {args.run / 'evaluation.json'}, {args.run / 'evaluation.png'}")
+    return 0
+
+
 def _parse_balance(text: str) -> tuple[float, float, float]:
     """``"1,1,1"`` or ``"blast=2,brown=1,healthy=1"`` -> class weights in CLASSES order."""
     from rice_lab.data.zindi import CLASSES
@@ -153,6 +230,61 @@ def build_parser() -> argparse.ArgumentParser:
     pre.add_argument("--no-progress", action="store_true", help="no progress bar")
     pre.add_argument("--lr-find", action="store_true", help="run fastai's lr_find, print a suggestion, exit")
     pre.set_defaults(func=_cmd_pretrain)
+
+    fine = commands.add_parser("finetune", help="fine-tune a classifier from an encoder, on both cameras",
+                               description="Fine-tune a classifier; the kept epoch is the one with the best "
+                                           "validation fused log loss. No run is ever deleted.")
+    fine.add_argument("data", type=Path, help="Zindi-layout folder (real or synthetic)")
+    fine.add_argument("--encoder", required=True, help="a pre-training run directory, or 'random'")
+    fine.add_argument("--pretrained", action="store_true",
+                      help="with --encoder random: start from timm ImageNet weights (cached only when offline)")
+    fine.add_argument("--preset", default="cpu-tiny", help="cpu-tiny | cpu-small | gpu-paper | gpu-res2next50")
+    fine.add_argument("--mode", choices=["probe", "discriminative", "full"], default=None,
+                      help="probe: frozen body (batch norm too); discriminative: head first, then all with "
+                           "lower body rates; full: all at one rate (default: the preset's, full)")
+    fine.add_argument("--out", type=Path, required=True, help="run directory to create (or resume)")
+    fine.add_argument("--epochs", type=int, default=None)
+    fine.add_argument("--seed", type=int, default=None)
+    fine.add_argument("--labels-fraction", type=float, default=None,
+                      help="share of the training plants whose labels are used (stratified, 2+ per class)")
+    fine.add_argument("--cameras", choices=["both", "rgb", "rgnir"], default=None)
+    fine.add_argument("--head", choices=["original", "bn-linear", "linear"], default=None)
+    fine.add_argument("--arch", default=None, help="network for --encoder random (default: the preset's)")
+    fine.add_argument("--lr", type=float, default=None)
+    fine.add_argument("--batch-size", type=int, default=None)
+    fine.add_argument("--photo-height", type=int, default=None)
+    fine.add_argument("--label-smoothing", type=float, default=None)
+    fine.add_argument("--mixup", type=float, default=None, help="MixUp alpha (0: off)")
+    fine_again = fine.add_mutually_exclusive_group()
+    fine_again.add_argument("--resume", action="store_true", help="continue the run in --out from its last epoch")
+    fine_again.add_argument("--if-needed", action="store_true",
+                            help="reuse a finished matching run in --out, resume an unfinished one; a run made "
+                                 "otherwise is moved to <out>.stale-<UTC time>, never deleted")
+    fine.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    fine.add_argument("--workers", type=int, default=None, help="DataLoader worker processes")
+    fine.add_argument("--no-progress", action="store_true", help="no progress bar")
+    fine.set_defaults(func=_cmd_finetune)
+
+    pred = commands.add_parser("predict", help="write a submission from a fine-tuning run")
+    pred.add_argument("run", type=Path, help="a fine-tuning run directory")
+    pred.add_argument("data", type=Path, help="Zindi-layout folder whose test plants are predicted")
+    pred.add_argument("--out", type=Path, required=True, help="submission csv to write")
+    pred.add_argument("--sample", type=Path, default=None, help="default: DATA/SampleSubmission.csv")
+    pred.add_argument("--uncalibrated", action="store_true", help="skip the run's temperature")
+    pred.set_defaults(func=_cmd_predict)
+
+    sub = commands.add_parser("submission", help="check a submission file")
+    sub_commands = sub.add_subparsers(dest="submission_command", required=True)
+    check = sub_commands.add_parser("check", help="one line per problem; exit code 1 if there is any")
+    check.add_argument("file", type=Path)
+    check.add_argument("--sample", type=Path, required=True, help="the data's SampleSubmission.csv")
+    check.set_defaults(func=_cmd_submission_check)
+
+    judge = commands.add_parser("evaluate", help="score a fine-tuning run (test labels where the data has them)")
+    judge.add_argument("run", type=Path)
+    judge.add_argument("data", type=Path)
+    judge.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples")
+    judge.set_defaults(func=_cmd_evaluate)
     return parser
 
 

@@ -22,6 +22,8 @@ STREAMS = (
     "augment",        # training crops and their augmentations, keyed by step and rank
     "valid-augment",  # validation crops, keyed by batch and rank: the same every epoch
     "queue-init",     # the random unit vectors a "crop-0" queue starts from, keyed by rank
+    "finetune-augment",  # fine-tuning's photo flips, keyed by step
+    "labels-subset",  # which training plants keep their labels (labels_fraction < 1)
 )
 
 
