@@ -14,7 +14,7 @@ export RICE_LAB_DATA := $(abspath $(DATA))
 export RICE_LAB_RUNS := $(abspath $(RUNS))
 export MPLBACKEND := Agg
 
-.PHONY: install data pipeline book test exercises bench clean
+.PHONY: install data pipeline classifiers book test exercises bench clean
 
 install: $(STAMP)
 
@@ -45,7 +45,17 @@ pipeline: data
 	$(BIN)/rice-lab pretrain $(DATA) --preset cpu-tiny --views paired --out $$run --if-needed --no-progress \
 	&& if [ "$$before" != "$$(cksum < $$run/encoder.pt)" ]; then rm -rf book/_build/.jupyter_cache; fi
 
-book: pipeline
+# The classifiers the fine-tuning chapter reads: the default (SwAV, full), a random start and a probe.
+classifiers: pipeline
+	@for spec in "cpu-tiny-classifier --encoder $(RUNS)/cpu-tiny-paired --mode full" \
+	              "cpu-tiny-classifier-random --encoder random --mode full" \
+	              "cpu-tiny-classifier-probe --encoder $(RUNS)/cpu-tiny-paired --mode probe"; do \
+	  set -- $$spec; run=$(RUNS)/$$1; shift; before=$$(cksum < $$run/classifier.pt 2>/dev/null); \
+	  $(BIN)/rice-lab finetune $(DATA) --preset cpu-tiny --out $$run --if-needed --no-progress "$$@" || exit 1; \
+	  if [ "$$before" != "$$(cksum < $$run/classifier.pt)" ]; then rm -rf book/_build/.jupyter_cache; fi; \
+	done
+
+book: classifiers
 	$(BIN)/jupyter-book build book -W --keep-going
 	@echo "book: open book/_build/html/index.html"
 

@@ -8,6 +8,9 @@ The main entry points, importable from here (each loads its module, and fastai, 
     pretrain / cached_pretrain        -> a SwAV run directory              (rice_lab.ssl.pretrain)
     load_encoder / load_swav_model    -> the encoder, or the whole SwAV net, of a run
     encode, compare_encoders, knn_accuracy, linear_probe_accuracy          (rice_lab.evaluate)
+    cached_finetune                   -> a classifier run directory (rice_lab.finetune, a package: its
+                                         ``finetune`` function is rice_lab.finetune.finetune)
+    predict, evaluate_run             -> per-plant probabilities, and their scores with intervals
 """
 
 from __future__ import annotations
@@ -34,6 +37,10 @@ _ENTRY_POINTS = {
     "compare_encoders": "rice_lab.evaluate",
     "knn_accuracy": "rice_lab.evaluate",
     "linear_probe_accuracy": "rice_lab.evaluate",
+    "FinetuneConfig": "rice_lab.finetune",
+    "cached_finetune": "rice_lab.finetune",
+    "predict": "rice_lab.finetune",
+    "evaluate_run": "rice_lab.finetune",
 }
 __all__ = sorted(_ENTRY_POINTS)
 
