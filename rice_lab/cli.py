@@ -101,7 +101,7 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
 @_one_line
 def _cmd_predict(args: argparse.Namespace) -> int:
     from rice_lab.data.zindi import read_zindi
-    from rice_lab.finetune.predict import FUSED, predict
+    from rice_lab.finetune.predictions import FUSED, predict
     from rice_lab.finetune.submission import read_sample, write_submission
 
     sample = args.sample or args.data / "SampleSubmission.csv"

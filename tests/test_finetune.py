@@ -16,7 +16,7 @@ from rice_lab.data.zindi import CAMERAS, CLASSES, read_zindi
 from rice_lab.errors import CheckpointError, ConfigError, DataError
 from rice_lab.evaluate.calibration import as_logits, fit_temperature, log_loss, softmax
 from rice_lab.finetune.config import get_preset
-from rice_lab.finetune.predict import FUSED, FUSED_LOGITS, check_plants, predict
+from rice_lab.finetune.predictions import FUSED, FUSED_LOGITS, check_plants, predict
 from rice_lab.finetune.train import cached_finetune, finetune
 from rice_lab.presets import get_preset as pretrain_preset
 from rice_lab.runs import read_metrics

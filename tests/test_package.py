@@ -26,3 +26,13 @@ def test_an_unknown_name_is_an_attribute_error():
 
     with pytest.raises(AttributeError, match="no_such_thing"):
         rice_lab.no_such_thing
+
+
+def test_fine_tuning_names_stay_functions_once_their_modules_are_loaded():
+    """A submodule named like a function would replace it on the package after its first import."""
+    import rice_lab.finetune as finetune
+    from rice_lab.finetune import predictions  # noqa: F401  (loads the module behind `predict`)
+
+    for name in ("predict", "evaluate_run", "cached_finetune", "check_submission"):
+        assert callable(getattr(finetune, name)) and not isinstance(getattr(finetune, name), type(finetune)), name
+    assert callable(rice_lab.predict) and not isinstance(rice_lab.predict, type(finetune))

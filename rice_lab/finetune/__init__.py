@@ -9,8 +9,8 @@ from importlib import import_module
 _WHERE = {
     "FinetuneConfig": "config", "PRESETS": "config", "get_preset": "config",
     "finetune": "train", "cached_finetune": "train", "classifier_plants": "train",
-    "Predictions": "predict", "predict": "predict", "load_classifier": "predict", "photo_probs": "predict",
-    "plant_views": "predict", "FUSED": "predict", "FUSED_LOGITS": "predict",
+    "Predictions": "predictions", "predict": "predictions", "load_classifier": "predictions", "photo_probs": "predictions",
+    "plant_views": "predictions", "FUSED": "predictions", "FUSED_LOGITS": "predictions",
     "evaluate_run": "judge",
     "assign_roles": "data",
     "check_submission": "submission", "read_sample": "submission", "write_submission": "submission",

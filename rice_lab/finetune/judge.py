@@ -12,7 +12,7 @@ import pandas as pd
 from rice_lab.data.zindi import CLASSES, read_test_labels, read_zindi
 from rice_lab.evaluate.bootstrap import bootstrap_ci
 from rice_lab.evaluate.calibration import EPSILON, expected_calibration_error, plot_reliability
-from rice_lab.finetune.predict import FUSED, predict
+from rice_lab.finetune.predictions import FUSED, predict
 from rice_lab.runs import atomic_write_text, read_manifest
 
 

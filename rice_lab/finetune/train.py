@@ -36,7 +36,7 @@ from rice_lab.finetune.config import RESULT_FREE, FinetuneConfig
 from rice_lab.finetune.data import (PhotoSamples, assign_roles, augment, camera_list, check_stats, photo_loader,
                                     prepare)
 from rice_lab.finetune.model import Classifier, body_and_head, encoder_body
-from rice_lab.finetune.predict import calibrate  # TTA and temperature: the same code predict() runs
+from rice_lab.finetune.predictions import calibrate  # TTA and temperature: the same code predict() runs
 from rice_lab.models.encoders import create_encoder, load_encoder
 from rice_lab.runs import (MetricsLog, atomic_save, atomic_write_text, cache_decision, load_checkpoint,
                            load_resume_state, read_manifest, rng_state, run_mismatch, set_rng_state,
