@@ -5,7 +5,12 @@ This is the slowest test (about 8 minutes on 2 idle cores): it trains the real p
 because the disease only shows in the features after 600-900 of them. It is marked ``slow``; plain
 ``pytest`` (``make test``, CI) runs it, ``-m "not slow"`` leaves it out.
 
-False-failure rate: MEASURED_BELOW
+What it asserts, and how often that held: the linear probe of at least one camera gains by more than
+two standard errors. Measured with this version of the code (RICE_LAB_TEST_SEED=S), margins in
+standard errors of the best linear gain: seed 0 3.2 (RGB; the RG-NIR one was -0.8), seed 1 2.6
+(RG-NIR; the RGB one 1.9). Two seeds pass of two run; that is not enough to put a number on the
+false-failure rate, and the seed-1 margin is thin. Each seed takes 8 minutes on idle cores (53 under
+a load of 4), which is why no more were run.
 """
 
 from __future__ import annotations
