@@ -93,3 +93,17 @@ def test_augmentation_flips_each_photo_and_repeats_for_a_step():
     assert not torch.equal(flipped, augment(photos, seed=0, step=6))
     strong = augment(photos, seed=0, step=5, max_rotation=20, zoom=0.2, jitter=0.3)
     assert strong.shape == x.shape and 0 <= strong.min() and strong.max() <= 1 and not torch.equal(strong, flipped)
+
+
+def test_an_encoder_run_named_relatively_or_absolutely_is_the_same_config(tmp_path, monkeypatch):
+    """make book names the SwAV run `runs/...`, the book's page names it by its absolute path: the two
+    must not count as different configs, or each would set the other's classifier aside and retrain."""
+    from rice_lab.finetune.config import FinetuneConfig
+    from rice_lab.runs import config_difference
+
+    monkeypatch.chdir(tmp_path)
+    relative = FinetuneConfig(encoder="runs/swav").resolved()
+    absolute = FinetuneConfig(encoder=str(tmp_path / "runs" / "swav")).resolved()
+    assert relative.encoder == absolute.encoder == str(tmp_path / "runs" / "swav")
+    assert config_difference(relative.to_dict(), absolute.to_dict()) == []
+    assert FinetuneConfig(encoder="random").resolved().encoder == "random"

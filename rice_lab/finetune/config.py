@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
 
 from rice_lab.errors import ConfigError
 
@@ -60,6 +61,13 @@ class FinetuneConfig:
     def total_epochs(self) -> int:
         """Epochs in all (discriminative adds its head-only epochs)."""
         return self.epochs + (self.head_epochs if self.mode == "discriminative" else 0)
+
+    def resolved(self) -> "FinetuneConfig":
+        """The same config with ``encoder`` as an absolute path, so that ``runs/x`` given from the
+        repository and ``/home/me/repo/runs/x`` given from a notebook name the same run."""
+        if self.encoder == "random":
+            return self
+        return replace(self, encoder=str(Path(self.encoder).expanduser().resolve()))
 
     def to_dict(self) -> dict:
         """Plain JSON-able dict (tuples become lists)."""

@@ -229,7 +229,7 @@ def finetune(config: FinetuneConfig, resume: bool = False, callbacks: list | Non
 
     ``callbacks``: extra fastai callbacks added to every phase (to watch or interrupt training).
     """
-    config.validate()
+    config = config.validate().resolved()
     if config.data is None or config.out is None:
         raise ConfigError("config.data (a Zindi folder) and config.out (a run directory) are required")
     if config.threads:
@@ -336,7 +336,7 @@ def cached_finetune(config: FinetuneConfig) -> Path:
     A run made with another config (``RESULT_FREE`` settings aside), other data or an older rice-lab
     is moved to ``<out>.stale-<UTC time>`` beside it (reported on stderr), never deleted.
     """
-    config.validate()
+    config = config.validate().resolved()
     if config.data is None or config.out is None:
         raise ConfigError("config.data (a Zindi folder) and config.out (a run directory) are required")
     run_dir = Path(config.out).expanduser().resolve()
