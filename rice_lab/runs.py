@@ -311,6 +311,31 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def open_run_dir(run_dir: Path, kind: str, config: dict, fingerprint: str, result_free: Iterable[str],
+                 resume: bool, extra: dict | None = None) -> dict | None:
+    """Make ``run_dir`` ready for a run; return the resume state when continuing one.
+
+    A folder with a manifest is continued only when ``resume`` is asked for and its config and data
+    match (else a one-line CheckpointError says why); a folder with other files is refused; otherwise
+    the folder is created with a fresh manifest (``extra`` added to it) and None is returned.
+    """
+    if (run_dir / "manifest.json").exists():
+        if not resume:
+            raise CheckpointError(f"{run_dir}: a run already exists here; pass --resume to continue it, "
+                                  "--if-needed to reuse it (or set it aside if it is stale), or choose "
+                                  "another --out")
+        problem = run_mismatch(run_dir, kind, config, fingerprint, result_free)
+        if problem is not None:
+            raise CheckpointError(f"cannot resume: {problem}")
+        return load_resume_state(run_dir)
+    if run_dir.is_dir() and any(run_dir.iterdir()):
+        raise CheckpointError(f"{run_dir}: holds files but no manifest.json, so it is no rice-lab run; "
+                              "choose another --out")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_manifest(run_dir, kind, config, fingerprint, extra or {})
+    return None
+
+
 def load_resume_state(run_dir: str | Path) -> dict | None:
     """The last good resume state of a run (``last.pt``), or None if it never saved one."""
     path = Path(run_dir) / "last.pt"

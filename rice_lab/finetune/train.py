@@ -39,8 +39,7 @@ from rice_lab.finetune.model import Classifier, body_and_head, encoder_body
 from rice_lab.finetune.predictions import calibrate  # TTA and temperature: the same code predict() runs
 from rice_lab.models.encoders import create_encoder, load_encoder
 from rice_lab.runs import (MetricsLog, atomic_save, atomic_write_text, cache_decision, load_checkpoint,
-                           load_resume_state, read_manifest, rng_state, run_mismatch, set_rng_state,
-                           write_manifest)
+                           open_run_dir, read_manifest, rng_state, set_rng_state)
 from rice_lab.seeding import seed_everything
 
 KIND = "finetune"          # the manifest's kind of run
@@ -310,24 +309,11 @@ def finetune(config: FinetuneConfig, resume: bool = False, callbacks: list | Non
 def _open_run_dir(run_dir: Path, config: FinetuneConfig, fingerprint: str, resume: bool, plants: pd.DataFrame,
                   start: dict, cameras: tuple[str, ...], height: int) -> dict | None:
     """Create ``run_dir`` (or check it matches ``config`` when resuming); return the resume state."""
-    if (run_dir / "manifest.json").exists():
-        if not resume:
-            raise CheckpointError(f"{run_dir}: a run already exists here; pass --resume to continue it, "
-                                  "--if-needed to reuse it (or set it aside if it is stale), or choose another --out")
-        problem = run_mismatch(run_dir, KIND, config.to_dict(), fingerprint, RESULT_FREE)
-        if problem is not None:
-            raise CheckpointError(f"cannot resume: {problem}")
-        return load_resume_state(run_dir)
-    if run_dir.is_dir() and any(run_dir.iterdir()):
-        raise CheckpointError(f"{run_dir}: holds files but no manifest.json, so it is no rice-lab run; "
-                              "choose another --out")
-    run_dir.mkdir(parents=True, exist_ok=True)
     by_role = {role: sorted(plants.loc[plants["role"] == role, "plant_id"]) for role in
                ("train", "valid", "test", "unlabelled", "excluded")}
-    write_manifest(run_dir, KIND, config.to_dict(), fingerprint,
-                   {"encoder_start": start, "plants": by_role, "classes": list(CLASSES), "cameras": list(cameras),
-                    "photo_height": height, "epsilon": EPSILON})
-    return None
+    return open_run_dir(run_dir, KIND, config.to_dict(), fingerprint, RESULT_FREE, resume,
+                        {"encoder_start": start, "plants": by_role, "classes": list(CLASSES),
+                         "cameras": list(cameras), "photo_height": height, "epsilon": EPSILON})
 
 
 def cached_finetune(config: FinetuneConfig) -> Path:

@@ -23,7 +23,7 @@ from rice_lab.data.zindi import CAMERAS, data_fingerprint, read_zindi, split_pla
 from rice_lab.errors import CheckpointError, ConfigError, RiceLabError
 from rice_lab.models.encoders import create_encoder
 from rice_lab.presets import RESULT_FREE, PretrainConfig
-from rice_lab.runs import atomic_save, cache_decision, load_resume_state, run_mismatch, write_manifest
+from rice_lab.runs import atomic_save, cache_decision, load_resume_state, open_run_dir
 from rice_lab.seeding import seed_everything
 from rice_lab.ssl.callback import SwAVCallback
 from rice_lab.ssl.distributed import Dist, barrier, broadcast_object, init_distributed, shutdown
@@ -151,22 +151,8 @@ def _pretrain(config: PretrainConfig, resume: bool, dist_info: Dist) -> Path:
 
 def _open_run_dir(run_dir: Path, config: PretrainConfig, plants, resume: bool) -> dict | None:
     """Create ``run_dir`` (or check it matches ``config`` when resuming); return the resume state."""
-    fingerprint = data_fingerprint(plants)
-    if (run_dir / "manifest.json").exists():
-        if not resume:
-            raise CheckpointError(f"{run_dir}: a run already exists here; pass --resume to continue it, "
-                                  "--if-needed to reuse it (or set it aside if it is stale), or choose "
-                                  "another --out")
-        problem = run_mismatch(run_dir, KIND, config.to_dict(), fingerprint, RESULT_FREE)
-        if problem is not None:
-            raise CheckpointError(f"cannot resume: {problem}")
-        return load_resume_state(run_dir)
-    if run_dir.is_dir() and any(run_dir.iterdir()):
-        raise CheckpointError(f"{run_dir}: holds files but no manifest.json, so it is no rice-lab run; "
-                              "choose another --out")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    write_manifest(run_dir, KIND, config.to_dict(), fingerprint, {"plants": len(plants)})
-    return None
+    return open_run_dir(run_dir, KIND, config.to_dict(), data_fingerprint(plants), RESULT_FREE, resume,
+                        {"plants": len(plants)})
 
 
 def cached_pretrain(config: PretrainConfig) -> Path:
