@@ -3,6 +3,7 @@ function (here or in the answer process), and the own-work guard."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import random
 import sys
@@ -281,3 +282,16 @@ def _install_tripwires(forbidden: dict[str, Callable], tripped: list[str],
                     patches.append((namespace, name, value))
                     namespace[name] = tripwire
     return patches
+
+
+@contextlib.contextmanager
+def one_thread() -> Iterator[None]:
+    """Small tensors: one thread is fastest and does not fight other kernels for the cores."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

@@ -16,8 +16,7 @@ import importlib
 import math
 import sys
 import types
-from contextlib import contextmanager
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -57,17 +56,6 @@ def _forbidden(*names: str) -> dict[str, Callable]:
         found["lightly's sinkhorn"] = lightly_swav.sinkhorn
         found["lightly's SwaVLoss"] = lightly_swav.SwaVLoss
     return found
-
-
-@contextmanager
-def _one_thread() -> Iterator[None]:
-    """Small tensors: one thread is fastest and does not fight other kernels for the cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def _tensor(array: np.ndarray) -> torch.Tensor:
@@ -308,7 +296,7 @@ SWAV_LOSS = _kit.Answer(
 @_kit.check(SWAV_LOSS)
 def check_swav_loss(swav_loss: Callable, seed: int) -> None:
     """Visible check for question 2 on fresh random crops' scores."""
-    with _one_thread():
+    with _kit.one_thread():
         scores, n_large, temperature = loss_case(seed)
         _compare_loss(swav_loss, scores, n_large, temperature, seed)
     _kit.passed(Q2, [f"{len(scores)} crops ({n_large} large), batch {len(scores[0])}, {scores[0].shape[1]} "
@@ -319,7 +307,7 @@ def check_swav_loss(swav_loss: Callable, seed: int) -> None:
 @_kit.check(SWAV_LOSS)
 def check_swav_loss_hidden(swav_loss: Callable, seed: int) -> None:
     """Hidden check for question 2: more cases, two large crops only, lightly's loss where installed."""
-    with _one_thread():
+    with _kit.one_thread():
         for k in range(3):
             _compare_loss(swav_loss, *loss_case(seed + k), seed + k)
         scores = loss_case(seed + 3)[0]
@@ -707,7 +695,7 @@ TRAIN_STEP = _kit.Answer(
 @_kit.check(TRAIN_STEP)
 def check_train_step(train_step: Callable, seed: int) -> None:
     """Visible check for question 4: steps on a small network, compared with the reference step."""
-    with _one_thread():
+    with _kit.one_thread():
         for n_large in (2, 3):
             _compare_step(train_step, *step_case(seed + n_large, n_large=n_large), seed + n_large)
     _kit.passed(Q4, ["same loss as the reference step (prototypes normalised first), with 2 and 3 large crops",
@@ -717,7 +705,7 @@ def check_train_step(train_step: Callable, seed: int) -> None:
 @_kit.check(TRAIN_STEP)
 def check_train_step_hidden(train_step: Callable, seed: int) -> None:
     """Hidden check for question 4: more networks and recipes (one large crop among them)."""
-    with _one_thread():
+    with _kit.one_thread():
         _compare_step(train_step, *step_case(seed + 1, n_large=1), seed + 1)
         _compare_step(train_step, *step_case(seed + 4), seed + 4)
     _kit.passed(Q4 + " (hidden)", ["two more networks and recipes, one with a single large crop"])
@@ -823,7 +811,7 @@ PRETRAIN = _kit.Answer(
 @_kit.check(PRETRAIN)
 def check_pretrain(pretrain: Callable, seed: int) -> None:
     """Visible check for question 5: a 40-step pre-training of a small network on the course plants."""
-    with _one_thread():
+    with _kit.one_thread():
         before, after, _ = _compare_pretrain(pretrain, PRETRAIN_STEPS, 16, seed)
     _kit.passed(Q5, [f"{PRETRAIN_STEPS} finite losses, one per step, falling", f"the network itself improved: SwAV "
                      f"loss on fixed crops of all 40 plants {before:.3f} -> {after:.3f}"])
@@ -832,7 +820,7 @@ def check_pretrain(pretrain: Callable, seed: int) -> None:
 @_kit.check(PRETRAIN)
 def check_pretrain_hidden(pretrain: Callable, seed: int) -> None:
     """Hidden check for question 5: another batch size; the same seed gives the same run, another seed another."""
-    with _one_thread():
+    with _kit.one_thread():
         _compare_pretrain(pretrain, PRETRAIN_STEPS, 8, seed)
         _check_seeded(pretrain, seed)
     _kit.passed(Q5 + " (hidden)", ["batch size 8: the loss falls too", "the same seed gives the same run, "

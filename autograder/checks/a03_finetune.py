@@ -16,9 +16,8 @@ import sys
 import tempfile
 import types
 import warnings
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
@@ -60,17 +59,6 @@ def _forbidden(*names: str) -> dict[str, Callable]:
         if getattr(loaded, name, None) is not None and getattr(loaded, name) is not found[label]:
             found[f"{label} (imported)"] = getattr(loaded, name)
     return found
-
-
-@contextmanager
-def _one_thread() -> Iterator[None]:
-    """Small tensors: one thread is fastest and does not fight other kernels for the cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 # --- question 1: a plant-level, stratified split of the photos ---------------------------------------
@@ -474,7 +462,7 @@ TRAIN_PROBE = _kit.Answer(
 @_kit.check(TRAIN_PROBE)
 def check_train_probe(train_probe: Callable, seed: int) -> None:
     """Visible check for question 2: a probe on a small random encoder, on the 40 course plants."""
-    with _one_thread():
+    with _kit.one_thread():
         accuracy, cross_entropy, losses = _compare_probe(train_probe, seed)
     _kit.passed(Q2, ["the encoder's weights and BatchNorm statistics unchanged (frozen, in eval mode)",
                      f"logits of shape (46, 3), the same for a photo given twice (head in eval mode)",
@@ -485,7 +473,7 @@ def check_train_probe(train_probe: Callable, seed: int) -> None:
 @_kit.check(TRAIN_PROBE)
 def check_train_probe_hidden(train_probe: Callable, seed: int) -> None:
     """Hidden check for question 2: another encoder, camera and batch size."""
-    with _one_thread():
+    with _kit.one_thread():
         _compare_probe(train_probe, seed + 1, batch_size=8, epochs=HIDDEN_EPOCHS)
     _kit.passed(Q2 + " (hidden)", [f"batch size 8, {HIDDEN_EPOCHS} epochs, another encoder"])
 
