@@ -270,6 +270,20 @@ def _relative(path: Path, root: Path) -> str:
         return str(path)
 
 
+def _area(path: Path, root: Path) -> str:
+    """The part of the course (or of this package's checkout) a path lies in: 'solutions/', 'gradebook.db'.
+
+    Naming areas, not files, keeps a reason short, and the same wherever the course and the checkout lie.
+    """
+    for base in (root, Path(__file__).resolve().parents[1]):
+        try:
+            parts = path.relative_to(base).parts
+        except ValueError:
+            continue
+        return parts[0] + ("/" if len(parts) > 1 else "") if parts else str(path)
+    return str(path)
+
+
 def _db_path(course: Course) -> Path:
     if not course.db_url.startswith("sqlite:///"):
         raise CohortError(f"{course.db_url}: only sqlite gradebooks are supported")
@@ -483,10 +497,11 @@ def _scores_mismatch(work: Path, student: str, assignment: str, graded: Path, no
 def _sandbox_refusals(log: str, root: Path) -> list[str]:
     """What the sandbox refused the kernel, from the job's log, one reason per kind."""
     reasons = []
-    writes = sorted(set(re.findall(r"the sandbox refused a write to (\S+)", log)))
+    writes = {_area(Path(w), root) for w in re.findall(r"the sandbox refused a write to (\S+)", log)}
     if writes:
-        shown = ", ".join(_relative(Path(w), root) for w in writes[:2])
-        reasons.append(f"tried to write outside its folder ({shown}{' ...' if len(writes) > 2 else ''}): refused")
+        shown = sorted(writes)
+        more = f", and {len(shown) - 4} more" if len(shown) > 4 else ""
+        reasons.append(f"tried to write outside its folder ({', '.join(shown[:4])}{more}): refused")
     if "the sandbox refused a network connection" in log:
         reasons.append("tried to open a network connection: refused")
     return reasons
