@@ -25,6 +25,14 @@ def test_configs_are_compared_in_their_stored_form():
     assert config_difference(stored, changed, result_free=["threads", "crops", "epochs", "new"]) == []
 
 
+def test_a_setting_added_since_a_run_was_made_counts_only_when_it_is_on():
+    stored = {"epochs": 2}
+    assert config_difference(stored, {"epochs": 2, "teacher": None}) == []
+    assert config_difference(stored, {"epochs": 2, "teacher": "/runs/t"}) == ["teacher: '<unset>' -> '/runs/t'"]
+    assert config_difference({"epochs": 2, "teacher": "/runs/t"}, {"epochs": 2, "teacher": None}) == [
+        "teacher: '/runs/t' -> None"]
+
+
 def test_set_aside_moves_a_run_whole_and_never_over_another(tmp_path):
     moved = []
     for n in range(3):  # three in the same second get three names
