@@ -87,6 +87,7 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
                         seed=args.seed, labels_fraction=args.labels_fraction, cameras=args.cameras,
                         head=args.head, lr=args.lr, batch_size=args.batch_size, photo_height=args.photo_height,
                         label_smoothing=args.label_smoothing, mixup=args.mixup, arch=args.arch,
+                        teacher=None if args.teacher is None else str(args.teacher), min_steps=args.min_steps,
                         threads=args.threads, workers=args.workers, progress=False if args.no_progress else None)
     run_dir = cached_finetune(config) if args.if_needed else finetune(config, resume=args.resume)
     from rice_lab.runs import load_checkpoint
@@ -255,6 +256,11 @@ def build_parser() -> argparse.ArgumentParser:
     fine.add_argument("--photo-height", type=int, default=None)
     fine.add_argument("--label-smoothing", type=float, default=None)
     fine.add_argument("--mixup", type=float, default=None, help="MixUp alpha (0: off)")
+    fine.add_argument("--min-steps", type=int, default=None,
+                      help="train at least this many optimiser steps (small label fractions)")
+    fine.add_argument("--teacher", type=Path, default=None,
+                      help="self-distillation: learn this classifier run's soft predictions for the training, "
+                           "unlabelled and test photos instead of the labels")
     fine_again = fine.add_mutually_exclusive_group()
     fine_again.add_argument("--resume", action="store_true", help="continue the run in --out from its last epoch")
     fine_again.add_argument("--if-needed", action="store_true",
@@ -285,7 +291,62 @@ def build_parser() -> argparse.ArgumentParser:
     judge.add_argument("data", type=Path)
     judge.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples")
     judge.set_defaults(func=_cmd_evaluate)
+
+    exp = commands.add_parser("experiment", help="many fine-tuning runs -> a table (CSV) and a figure with 95 % CIs",
+                              description="Runs live under OUT/runs and are reused or resumed when the command "
+                                          "is run again; nothing is deleted.")
+    exp.add_argument("name", choices=["label-efficiency", "sensors", "self-distillation", "leakage"])
+    exp.add_argument("data", type=Path, help="Zindi folder (without test labels, 20 %% of its training plants "
+                                             "are held out as the test plants)")
+    exp.add_argument("--out", type=Path, required=True, help="experiment directory")
+    exp.add_argument("--encoder", action="append", required=True, metavar="NAME=RUN",
+                     help="an encoder start, repeatable: a pre-training run directory, 'random' or 'imagenet'")
+    exp.add_argument("--seeds", type=int, default=5, help="seeds 0..N-1 (label subsets and training)")
+    exp.add_argument("--preset", default="cpu-tiny")
+    exp.add_argument("--epochs", type=int, default=None, help="epochs of each run (default: the preset's)")
+    exp.add_argument("--fractions", type=float, nargs="+", default=None, help="label-efficiency: labelled shares")
+    exp.add_argument("--modes", nargs="+", choices=["probe", "discriminative", "full"],
+                     default=["probe", "discriminative"], help="label-efficiency: fine-tuning modes")
+    exp.add_argument("--min-steps", type=int, default=200, help="label-efficiency: least optimiser steps per run")
+    exp.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    exp.set_defaults(func=_cmd_experiment)
     return parser
+
+
+def _encoders(pairs: list[str]) -> dict[str, str]:
+    """``NAME=RUN`` pairs (RUN: a pre-training run, ``random`` or ``imagenet``) -> {name: run}."""
+    encoders = {}
+    for pair in pairs:
+        name, sep, spec = pair.partition("=")
+        if not sep or not name or not spec:
+            raise RiceLabError(f"--encoder {pair!r}: give NAME=RUN (RUN: a pre-training run directory, "
+                               "'random' or 'imagenet')")
+        encoders[name] = spec
+    return encoders
+
+
+@_one_line
+def _cmd_experiment(args: argparse.Namespace) -> int:
+    from rice_lab.finetune import experiments
+    from rice_lab.finetune.config import get_preset
+
+    preset = get_preset(args.preset, epochs=args.epochs, threads=args.threads)
+    seeds = range(args.seeds)
+    encoders = _encoders(args.encoder)
+    if args.name in ("self-distillation", "leakage") and len(encoders) != 1:
+        raise RiceLabError(f"{args.name} takes one --encoder NAME=RUN, got {len(encoders)}")
+    if args.name == "label-efficiency":
+        experiments.label_efficiency(args.data, args.out, encoders, fractions=args.fractions or experiments.FRACTIONS,
+                                     seeds=seeds, modes=args.modes, preset=preset, min_steps=args.min_steps)
+    elif args.name == "sensors":
+        experiments.sensors(args.data, args.out, encoders, seeds=seeds, preset=preset)
+    elif args.name == "self-distillation":
+        experiments.self_distillation(args.data, args.out, next(iter(encoders.values())), seeds=seeds, preset=preset)
+    else:
+        experiments.leakage(args.data, args.out, next(iter(encoders.values())), seeds=seeds, preset=preset)
+    stem = args.name.replace("-", "_")
+    print(f"wrote {args.out / (stem + '.csv')}, {args.out / (stem + '_summary.csv')} and {args.out / (stem + '.png')}")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -174,12 +174,12 @@ def config_difference(stored: dict, new: dict, result_free: Iterable[str] = ()) 
     Both are compared in their JSON form (a Path equals its string), nested settings by dotted
     name (``crops.size``). Names in ``result_free`` (or below them) never count: they change how
     a run is carried out, not what it computes. A setting the stored config lacks (added to
-    rice-lab since) counts as unchanged when the new config leaves it off (None).
+    rice-lab since) counts as unchanged when the new config leaves it off (None or False).
     """
     free = tuple(result_free)
     old, now = _flatten(stored_form(stored)), _flatten(stored_form(new))
-    # A setting added to rice-lab after the run was made, and left off (None), is what the run did.
-    old.update({key: None for key, value in now.items() if key not in old and value is None})
+    # A setting added to rice-lab after the run was made, and left off (None or False), is what the run did.
+    old.update({key: value for key, value in now.items() if key not in old and (value is None or value is False)})
     changed = sorted(key for key in set(old) | set(now) if old.get(key, "<unset>") != now.get(key, "<unset>")
                      and not any(key == name or key.startswith(name + ".") for name in free))
     return [f"{key}: {old.get(key, '<unset>')!r} -> {now.get(key, '<unset>')!r}" for key in changed]

@@ -24,6 +24,7 @@ STREAMS = (
     "queue-init",     # the random unit vectors a "crop-0" queue starts from, keyed by rank
     "finetune-augment",  # fine-tuning's photo flips, keyed by step
     "labels-subset",  # which training plants keep their labels (labels_fraction < 1)
+    "photo-split",    # the leakage lesson: which photo of each validation plant validates
 )
 
 

@@ -93,3 +93,31 @@ def test_a_sample_with_other_classes_is_refused(runs, synth_root, tmp_path):
     result = cli("predict", runs["clf"], synth_root, "--out", tmp_path / "s.csv", "--sample", tmp_path / "sample.csv")
     assert result.returncode == 1 and "expected columns" in result.stderr
     assert not (tmp_path / "s.csv").exists()
+
+
+def test_a_teacher_of_the_wrong_kind_gets_one_line_and_exit_1(runs, synth_root, tmp_path):
+    result = cli("finetune", synth_root, "--encoder", runs["swav"], "--teacher", runs["swav"], "--out",
+                 tmp_path / "student", *CLI_TINY)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "teacher" in result.stderr and "not a fine-tuning run" in result.stderr
+
+
+@pytest.mark.parametrize("args, words", [
+    (["sensors", "--encoder", "paired"], "NAME=RUN"),
+    (["leakage", "--encoder", "a=random", "--encoder", "b=random"], "one --encoder"),
+    (["label-efficiency", "--encoder", "a=random", "--preset", "gpu-huge"], "unknown fine-tuning preset"),
+])
+def test_experiment_bad_input_gets_one_line_and_exit_1(synth_root, tmp_path, args, words):
+    result = cli("experiment", args[0], synth_root, "--out", tmp_path / "exp", *args[1:])
+    assert result.returncode == 1 and words in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "exp").exists()  # refused before anything was made
+
+
+def test_experiment_from_the_shell_writes_its_tables(runs, synth_root, tmp_path):
+    out = tmp_path / "leak"
+    result = cli("experiment", "leakage", synth_root, "--out", out, "--encoder", f"swav={runs['swav']}",
+                 "--seeds", "1", "--epochs", "1", "--threads", "1", timeout=400)
+    assert result.returncode == 0, result.stderr
+    table = pd.read_csv(out / "leakage.csv")
+    assert list(table["split"]) == ["plant", "photo"] and (out / "leakage.png").is_file()
+    assert "[leakage 2/2]" in result.stderr

@@ -27,7 +27,8 @@ def test_configs_are_compared_in_their_stored_form():
 
 def test_a_setting_added_since_a_run_was_made_counts_only_when_it_is_on():
     stored = {"epochs": 2}
-    assert config_difference(stored, {"epochs": 2, "teacher": None}) == []
+    assert config_difference(stored, {"epochs": 2, "teacher": None, "photo_split": False}) == []
+    assert config_difference(stored, {"epochs": 2, "photo_split": True}) == ["photo_split: '<unset>' -> True"]
     assert config_difference(stored, {"epochs": 2, "teacher": "/runs/t"}) == ["teacher: '<unset>' -> '/runs/t'"]
     assert config_difference({"epochs": 2, "teacher": "/runs/t"}, {"epochs": 2, "teacher": None}) == [
         "teacher: '/runs/t' -> None"]

@@ -26,8 +26,12 @@ class FinetuneConfig:
     pretrained: bool = False             # with encoder="random": timm ImageNet weights (cached only)
     cameras: str = "both"                # which photos train (and predict): both | rgb | rgnir
     valid_pct: float = 0.2               # validation plants, split by plant and stratified by class
+    photo_split: bool = False            # the leakage lesson only: validate on one photo of each validation
+                                         # plant while its other photo trains (never for a real model)
     split_seed: int = 0                  # which plants validate (fixed across training seeds: paired runs)
     labels_fraction: float = 1.0         # share of the training plants whose labels are used
+    teacher: str | None = None           # self-distillation: a classifier run whose soft predictions
+                                         # (train, unlabelled and test photos) replace the labels
     seed: int = 0
     # model and input
     mode: str = "full"                   # probe | discriminative | full
@@ -64,10 +68,10 @@ class FinetuneConfig:
 
     def resolved(self) -> "FinetuneConfig":
         """The same config with ``encoder`` as an absolute path, so that ``runs/x`` given from the
-        repository and ``/home/me/repo/runs/x`` given from a notebook name the same run."""
-        if self.encoder == "random":
-            return self
-        return replace(self, encoder=str(Path(self.encoder).expanduser().resolve()))
+        repository and ``/home/me/repo/runs/x`` given from a notebook name the same run (the teacher too)."""
+        absolute = lambda run: str(Path(run).expanduser().resolve())  # noqa: E731
+        return replace(self, encoder=self.encoder if self.encoder == "random" else absolute(self.encoder),
+                       teacher=None if self.teacher is None else absolute(self.teacher))
 
     def to_dict(self) -> dict:
         """Plain JSON-able dict (tuples become lists)."""
@@ -92,6 +96,9 @@ class FinetuneConfig:
             (self.head in HEADS, f"head={self.head!r}: choose one of {', '.join(HEADS)}"),
             (self.pool in POOLS, f"pool={self.pool!r}: choose one of {', '.join(POOLS)}"),
             (self.cameras in CAMERA_CHOICES, f"cameras={self.cameras!r}: choose one of {', '.join(CAMERA_CHOICES)}"),
+            (not (self.photo_split and self.cameras != "both"),
+             f"photo_split=True needs cameras='both' (a plant's other photo is what leaks), not {self.cameras!r}"),
+            (not (self.photo_split and self.teacher), "photo_split and teacher cannot be combined"),
             (self.epochs >= 1, f"epochs={self.epochs}: must be at least 1"),
             (self.head_epochs >= 0, f"head_epochs={self.head_epochs}: must be 0 or more"),
             (self.batch_size >= 2, f"batch_size={self.batch_size}: must be at least 2 (batch norm)"),

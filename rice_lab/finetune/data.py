@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import ConcatDataset, DataLoader, Dataset
 
 from rice_lab.data.views import PlantImages, SeededBatchSampler, brightness_contrast, load_size
 from rice_lab.data.zindi import CAMERAS, CLASSES, split_plants
@@ -104,19 +104,25 @@ def camera_list(cameras: str) -> tuple[str, ...]:
 
 
 class PhotoSamples(Dataset):
-    """Every photo of the given plants as one sample (uint8 photo, camera index, class index).
+    """Every photo of the given plants as one sample (uint8 photo, camera index, class index, or
+    with ``soft`` a row of class probabilities).
 
     Samples are plant-major (a plant's photos follow each other, cameras in ``CAMERAS`` order), so
     predictions fold back to (plants, cameras, classes) with a reshape.
     """
 
     def __init__(self, plants: pd.DataFrame, cameras: tuple[str, ...], height: int,
-                 labels: bool = True) -> None:
+                 labels: bool = True, soft: np.ndarray | None = None) -> None:
         images = PlantImages(plants.assign(label=None), *load_size(height))
         per_camera = {"rgb": images.rgb, "rgnir": images.rgnir}
         self.plant_ids, self.cameras = list(plants["plant_id"]), cameras
         self.images = torch.stack([per_camera[c] for c in cameras], 1).flatten(0, 1)
         self.camera = torch.tensor([CAMERAS.index(c) for c in cameras]).repeat(len(plants))
+        if soft is not None:  # self-distillation: a teacher's probabilities (plants, cameras, classes)
+            if soft.shape[:2] != (len(plants), len(cameras)):
+                raise DataError(f"soft targets of shape {soft.shape} for {len(plants)} plants x {len(cameras)} cameras")
+            self.label = torch.from_numpy(np.ascontiguousarray(soft, dtype=np.float32)).flatten(0, 1)
+            return
         if labels:
             unknown = sorted(set(plants["label"]) - set(CLASSES))
             if unknown:
@@ -133,12 +139,29 @@ class PhotoSamples(Dataset):
         return self.images[i], self.camera[i], self.label[i]
 
 
+def photo_level_split(train: PhotoSamples, valid_plants: pd.DataFrame, cameras: tuple[str, ...], height: int,
+                      seed: int) -> tuple[Dataset, Dataset]:
+    """The leakage lesson's mistake, on purpose: (training photos, validation photos) when photos,
+    not plants, are split. Each validation plant validates on one photo (camera drawn from ``seed``)
+    while its other photo joins training, as in the original notebook's random photo split.
+    """
+    held = np.random.default_rng(stream_seed(seed, "photo-split")).integers(0, len(cameras), len(valid_plants))
+    to_train, to_valid = [train], []
+    for i, camera in enumerate(cameras):
+        validating, training = valid_plants[held == i], valid_plants[held != i]
+        if len(validating):
+            to_valid.append(PhotoSamples(validating, (camera,), height))
+        if len(training):
+            to_train.append(PhotoSamples(training, (camera,), height))
+    return ConcatDataset(to_train), ConcatDataset(to_valid)
+
+
 def _collate(items):
     images, cameras, labels = zip(*items)
     return torch.stack(images), torch.stack(cameras), torch.stack(labels)
 
 
-def photo_loader(samples: PhotoSamples, batch_size: int, seed: int, train: bool, workers: int = 0) -> DataLoader:
+def photo_loader(samples: Dataset, batch_size: int, seed: int, train: bool, workers: int = 0) -> DataLoader:
     """Batches (photos, cameras, labels); training order fixed by (seed, epoch), last short batch dropped."""
     sampler = SeededBatchSampler(len(samples), batch_size, seed, shuffle=train, drop_last=train)
     return DataLoader(samples, batch_sampler=sampler, collate_fn=_collate, num_workers=workers,

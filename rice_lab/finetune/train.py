@@ -33,8 +33,9 @@ from rice_lab.data.zindi import CAMERAS, CLASSES, data_fingerprint, read_zindi, 
 from rice_lab.errors import CheckpointError, ConfigError, TrainingError
 from rice_lab.evaluate.calibration import EPSILON, log_loss
 from rice_lab.finetune.config import RESULT_FREE, FinetuneConfig
-from rice_lab.finetune.data import (PhotoSamples, assign_roles, augment, camera_list, check_stats, photo_loader,
-                                    prepare)
+from rice_lab.finetune.data import (PhotoSamples, assign_roles, augment, camera_list, check_stats,
+                                    photo_level_split, photo_loader, prepare)
+from rice_lab.finetune.distill import teacher_targets
 from rice_lab.finetune.model import Classifier, body_and_head, encoder_body
 from rice_lab.finetune.predictions import calibrate  # TTA and temperature: the same code predict() runs
 from rice_lab.models.encoders import create_encoder, load_encoder
@@ -132,9 +133,9 @@ class ClassifierRun(Callback):
 
     order = 60  # after the Recorder has the epoch's losses
 
-    def __init__(self, run_dir: Path, n_cameras: int, epoch_offset: int, steps_per_epoch: int,
+    def __init__(self, run_dir: Path, photos_per_plant: int, epoch_offset: int, steps_per_epoch: int,
                  state: dict, resume_state: dict | None = None) -> None:
-        self.run_dir, self.n_cameras = run_dir, n_cameras
+        self.run_dir, self.photos_per_plant = run_dir, photos_per_plant  # in validation
         self.epoch_offset, self.steps_per_epoch = epoch_offset, steps_per_epoch
         self.state, self.resume_state = state, resume_state  # state: best so far, shared across phases
         self.start_epoch = 0
@@ -194,8 +195,8 @@ class ClassifierRun(Callback):
         probs = torch.cat(self.probs).double().numpy()
         targets = torch.cat(self.targets).numpy()
         per_photo = log_loss(targets, probs)
-        fused = probs.reshape(-1, self.n_cameras, probs.shape[1]).mean(1)  # plant-major samples
-        labels = targets.reshape(-1, self.n_cameras)[:, 0]
+        fused = probs.reshape(-1, self.photos_per_plant, probs.shape[1]).mean(1)  # plant-major samples
+        labels = targets.reshape(-1, self.photos_per_plant)[:, 0]
         fused_loss = log_loss(labels, fused)
         accuracy = float((fused.argmax(1) == labels).mean())
         step, epoch = self.global_step, self.global_epoch
@@ -240,20 +241,35 @@ def finetune(config: FinetuneConfig, resume: bool = False, callbacks: list | Non
     height = config.photo_height or start.get("photo_height") or 128
     cameras = camera_list(config.cameras)
     stats = check_stats(stats, cameras)
-    resume_state = _open_run_dir(run_dir, config, fingerprint, resume, plants, start, cameras, height)
 
-    # Data: every photo of a plant is a sample, normalised by its own camera's statistics.
-    train = PhotoSamples(plants[plants["role"] == "train"], cameras, height)
-    valid = PhotoSamples(plants[plants["role"] == "valid"], cameras, height)
+    # Data: every photo of a plant is a sample, normalised by its own camera's statistics; a student
+    # (self-distillation) learns its teacher's probabilities for more photos instead of the labels.
+    if config.teacher:
+        taught, soft, teacher = teacher_targets(config.teacher, plants, cameras, fingerprint)
+        train = PhotoSamples(taught, cameras, height, soft=soft)
+    else:
+        train, teacher = PhotoSamples(plants[plants["role"] == "train"], cameras, height), None
+    resume_state = _open_run_dir(run_dir, config, fingerprint, resume, plants, start, cameras, height, teacher)
+    valid_plants = plants[plants["role"] == "valid"]
+    valid = PhotoSamples(valid_plants, cameras, height)
+    photos_per_valid_plant = len(cameras)
+    if config.photo_split:  # the leakage lesson: a validation plant's other photo trains
+        train, epoch_valid = photo_level_split(train, valid_plants, cameras, height, config.seed)
+        photos_per_valid_plant = 1
+    else:
+        epoch_valid = valid
     device = torch.device("cuda") if torch.cuda.is_available() else None
     dls = DataLoaders(photo_loader(train, config.batch_size, config.seed, True, config.workers),
-                      photo_loader(valid, 128, config.seed, False, config.workers), device=device)
+                      photo_loader(epoch_valid, 128, config.seed, False, config.workers), device=device)
     dls.n_inp = 2
     steps_per_epoch = len(dls.train)
     epochs = max(config.epochs, math.ceil(config.min_steps / steps_per_epoch)) if config.min_steps else config.epochs
 
     model = build_model(encoder, config)
-    learn = Learner(dls, model, loss_func=CrossEntropyLossFlat(label_smoothing=config.label_smoothing),
+    # Probability targets need torch's own cross-entropy (fastai's flattens them); MixUp then mixes them.
+    loss = (nn.CrossEntropyLoss(label_smoothing=config.label_smoothing) if config.teacher
+            else CrossEntropyLossFlat(label_smoothing=config.label_smoothing))
+    learn = Learner(dls, model, loss_func=loss,
                     opt_func=Adam, splitter=body_and_head, lr=config.lr, wd=config.wd, moms=config.moms,
                     train_bn=False)  # a frozen body keeps its batch norms frozen too (probe, head phase)
     if not config.progress:
@@ -269,7 +285,7 @@ def finetune(config: FinetuneConfig, resume: bool = False, callbacks: list | Non
             return  # finished before the interruption
         here = resume_state if resume_state is not None and done >= offset else None
         cbs = [PhotoInput(config, stats, offset * steps_per_epoch),
-               ClassifierRun(run_dir, len(cameras), offset, steps_per_epoch, best, here)] + mixup
+               ClassifierRun(run_dir, photos_per_valid_plant, offset, steps_per_epoch, best, here)] + mixup
         cbs += list(callbacks or [])
         if frozen:
             cbs.append(BnFreeze())
@@ -298,7 +314,6 @@ def finetune(config: FinetuneConfig, resume: bool = False, callbacks: list | Non
             "channels_last": config.channels_last, "kept_epoch": kept["epoch"],
             "valid_fused_log_loss": kept["log_loss"], "valid_fused_accuracy": kept["accuracy"],
             "epsilon": EPSILON}
-    valid_plants = plants[plants["role"] == "valid"]
     decisions = calibrate(model, meta, valid_plants, valid)
     summary = {k: meta[k] for k in ("kept_epoch", "valid_fused_log_loss", "valid_fused_accuracy", "epsilon")}
     atomic_write_text(json.dumps({**summary, **decisions}, indent=2) + "\n", run_dir / "calibration.json")
@@ -307,12 +322,12 @@ def finetune(config: FinetuneConfig, resume: bool = False, callbacks: list | Non
 
 
 def _open_run_dir(run_dir: Path, config: FinetuneConfig, fingerprint: str, resume: bool, plants: pd.DataFrame,
-                  start: dict, cameras: tuple[str, ...], height: int) -> dict | None:
+                  start: dict, cameras: tuple[str, ...], height: int, teacher: dict | None) -> dict | None:
     """Create ``run_dir`` (or check it matches ``config`` when resuming); return the resume state."""
     by_role = {role: sorted(plants.loc[plants["role"] == role, "plant_id"]) for role in
                ("train", "valid", "test", "unlabelled", "excluded")}
     return open_run_dir(run_dir, KIND, config.to_dict(), fingerprint, RESULT_FREE, resume,
-                        {"encoder_start": start, "plants": by_role, "classes": list(CLASSES),
+                        {"encoder_start": start, "teacher": teacher, "plants": by_role, "classes": list(CLASSES),
                          "cameras": list(cameras), "photo_height": height, "epsilon": EPSILON})
 
 
