@@ -14,7 +14,7 @@ export RICE_LAB_DATA := $(abspath $(DATA))
 export RICE_LAB_RUNS := $(abspath $(RUNS))
 export MPLBACKEND := Agg
 
-.PHONY: install data pipeline classifiers book test exercises bench clean
+.PHONY: install data pipeline classifiers book test exercises experiments bench clean
 
 install: $(STAMP)
 
@@ -53,6 +53,26 @@ classifiers: pipeline
 	  set -- $$spec; run=$(RUNS)/$$1; shift; before=$$(cksum < $$run/classifier.pt 2>/dev/null); \
 	  $(BIN)/rice-lab finetune $(DATA) --preset cpu-tiny --out $$run --if-needed --no-progress "$$@" || exit 1; \
 	  if [ "$$before" != "$$(cksum < $$run/classifier.pt)" ]; then rm -rf book/_build/.jupyter_cache; fi; \
+	done
+
+# The fine-tuning chapter's experiments: too long for the book's build (hours on 2 CPU cores), so they
+# run here, and their tables are copied into book/measured/ (committed) for the chapter to show, with
+# this command named beside them. Every run is cached under $(RUNS)/experiments: rerunning continues.
+EXPERIMENTS := $(RUNS)/experiments
+EXP_THREADS ?= 1
+experiments: classifiers
+	$(BIN)/rice-lab pretrain $(DATA) --preset cpu-tiny --views rgb --out $(RUNS)/cpu-tiny-rgb --if-needed --no-progress
+	$(BIN)/rice-lab pretrain $(DATA) --preset cpu-tiny --views rgnir --out $(RUNS)/cpu-tiny-rgnir --if-needed --no-progress
+	$(BIN)/rice-lab experiment leakage $(DATA) --out $(EXPERIMENTS)/leakage --seeds 3 --threads $(EXP_THREADS) \
+		--encoder swav=$(RUNS)/cpu-tiny-paired
+	$(BIN)/rice-lab experiment sensors $(DATA) --out $(EXPERIMENTS)/sensors --seeds 3 --threads $(EXP_THREADS) \
+		--encoder paired=$(RUNS)/cpu-tiny-paired --encoder rgb=$(RUNS)/cpu-tiny-rgb --encoder rgnir=$(RUNS)/cpu-tiny-rgnir
+	$(BIN)/rice-lab experiment self-distillation $(DATA) --out $(EXPERIMENTS)/self-distillation --seeds 3 \
+		--threads $(EXP_THREADS) --encoder swav=$(RUNS)/cpu-tiny-paired
+	$(BIN)/rice-lab experiment label-efficiency $(DATA) --out $(EXPERIMENTS)/label-efficiency --seeds 5 \
+		--threads $(EXP_THREADS) --encoder swav=$(RUNS)/cpu-tiny-paired --encoder random=random
+	for name in leakage sensors self-distillation label-efficiency; do \
+	  mkdir -p book/measured/$$name && cp $(EXPERIMENTS)/$$name/*.csv $(EXPERIMENTS)/$$name/*.json book/measured/$$name/ || exit 1; \
 	done
 
 book: classifiers

@@ -64,7 +64,7 @@ def run_rice_lab(args) -> float:
             if self.training:
                 times.append(time.perf_counter() - self.paused)
                 if len(times) > args.warmup + args.steps:
-                    raise _Done
+                    raise _Done("timed enough steps")
 
     with tempfile.TemporaryDirectory() as tmp:
         config = _config(args, str(Path(tmp) / "run"))

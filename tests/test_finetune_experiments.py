@@ -165,3 +165,13 @@ def test_sensors_leakage_and_self_distillation_tables(synth_root, encoder_run, t
                                            smoothing=(0.1,), preset=base)
     assert np.allclose(distil["change"], distil["student_log_loss"] - distil["teacher_log_loss"])
     assert (tmp_path / "d" / "self_distillation_summary.csv").is_file()
+
+
+@pytest.mark.parametrize("photos, batch, epochs, min_steps", [(34, 32, 40, 200), (672, 32, 40, 200), (5, 8, 2, 0),
+                                                              (100, 32, 43, 500), (17, 4, 3, 1)])
+def test_an_epoch_repeats_its_photos_just_enough_for_min_steps_and_one_batch(photos, batch, epochs, min_steps):
+    from rice_lab.finetune.train import epoch_repeats
+
+    r = epoch_repeats(photos, batch, epochs, min_steps)
+    steps = lambda repeats: (photos * repeats // batch) * epochs  # noqa: E731 - drop_last, as in training
+    assert steps(r) >= max(min_steps, epochs) and (r == 1 or steps(r - 1) < max(min_steps, epochs))

@@ -41,7 +41,8 @@ class FinetuneConfig:
     channels_last: bool = True           # about 30 % faster convolutions on CPU
     # optimisation: fastai Adam (decoupled weight decay) + one-cycle
     epochs: int = 30
-    min_steps: int = 0                   # small label sets: train at least this many steps
+    min_steps: int = 0                   # small label sets: at least this many steps in all (each epoch
+                                         # repeats the photos; validation stays once per epoch)
     head_epochs: int = 3                 # discriminative: head-only epochs before unfreezing
     body_lr_mult: float = 0.1            # discriminative: body lr = lr x this (slice(lr x mult, lr))
     batch_size: int = 32

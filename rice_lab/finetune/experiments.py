@@ -10,7 +10,8 @@
   the test log loss of the same run.
 
 Every run is an ordinary fine-tuning run directory under ``OUT/runs/``, made by ``cached_finetune``: an
-interrupted experiment continues where it stopped, a finished one is re-read. Intervals over seeds
+interrupted experiment continues where it stopped, a finished one is re-read. Runs go seed by seed,
+so an experiment stopped part-way has its first seeds whole. Intervals over seeds
 are Student-t intervals of the mean (each seed repeats the experiment); intervals of a difference on
 the same plants are paired bootstraps over plants. Test labels are read here, for scoring only, and
 never reach a run; a data folder without them (the real challenge) gets labelled plants held out of
@@ -204,9 +205,10 @@ def label_efficiency(data: str | Path, out: str | Path, encoders: dict[str, str]
     data = scoring_data(data, out)
     test, labels = test_truth(data)
     base = _base(data, preset, {"min_steps": min_steps, **overrides})
-    cells = list(itertools.product(encoders.items(), modes, fractions, seeds))
+    # Seed by seed: an experiment stopped part-way has whole seeds done (rerun with fewer to see them).
+    cells = list(itertools.product(seeds, encoders.items(), modes, fractions))
     log, rows = _Log("label-efficiency", len(cells)), []
-    for (name, spec), mode, fraction, seed in cells:
+    for seed, (name, spec), mode, fraction in cells:
         config = replace(_encoder_config(base, spec), mode=mode, labels_fraction=fraction, seed=seed)
         run_dir, seconds = _train(config, out, f"{name}-{mode}-f{fraction:g}-s{seed}")
         fused = per_plant(run_dir, test, labels)[FUSED]
@@ -257,9 +259,9 @@ def sensors(data: str | Path, out: str | Path, encoders: dict[str, str], seeds=r
     data = scoring_data(data, out)
     test, labels = test_truth(data)
     base = _base(data, preset, overrides)
-    cells = list(itertools.product(encoders.items(), seeds))
+    cells = list(itertools.product(seeds, encoders.items()))
     log, rows, plants = _Log("sensors", len(cells)), [], {}
-    for (name, spec), seed in cells:
+    for seed, (name, spec) in cells:
         run_dir, seconds = _train(replace(_encoder_config(base, spec), seed=seed), out, f"{name}-s{seed}")
         views = per_plant(run_dir, test, labels)
         for view, values in views.items():
@@ -320,9 +322,9 @@ def self_distillation(data: str | Path, out: str | Path, encoder: str, seeds=ran
     data = scoring_data(data, out)
     test, labels = test_truth(data)
     base = _encoder_config(_base(data, preset, overrides), encoder)
-    cells = list(itertools.product(smoothing, seeds))
+    cells = list(itertools.product(seeds, smoothing))
     log, rows = _Log("self-distillation", len(cells)), []
-    for ls, seed in cells:
+    for seed, ls in cells:
         teacher, t_seconds = _train(replace(base, label_smoothing=ls, seed=seed), out, f"teacher-ls{ls:g}-s{seed}")
         student, s_seconds = _train(replace(base, label_smoothing=0.0, teacher=str(teacher), seed=seed), out,
                                     f"student-of-ls{ls:g}-s{seed}")
@@ -355,9 +357,9 @@ def leakage(data: str | Path, out: str | Path, encoder: str, seeds=range(3),
     data = scoring_data(data, out)
     test, labels = test_truth(data)
     base = _encoder_config(_base(data, preset, overrides), encoder)
-    cells = list(itertools.product(("plant", "photo"), seeds))
+    cells = list(itertools.product(seeds, ("plant", "photo")))
     log, rows = _Log("leakage", len(cells)), []
-    for split, seed in cells:
+    for seed, split in cells:
         run_dir, seconds = _train(replace(base, photo_split=split == "photo", seed=seed), out, f"{split}-split-s{seed}")
         valid_loss = kept_validation_loss(run_dir)
         test_loss = photo_log_loss(run_dir, test, labels)

@@ -27,10 +27,11 @@ from fastai.losses import CrossEntropyLossFlat
 from fastai.optimizer import Adam
 from fastcore.foundation import L
 from torch import nn
+from torch.utils.data import ConcatDataset
 
 from rice_lab.data.views import IMAGENET_STATS, PlantImages, load_size
 from rice_lab.data.zindi import CAMERAS, CLASSES, data_fingerprint, read_zindi, split_plants
-from rice_lab.errors import CheckpointError, ConfigError, TrainingError
+from rice_lab.errors import CheckpointError, ConfigError, DataError, TrainingError
 from rice_lab.evaluate.calibration import EPSILON, log_loss
 from rice_lab.finetune.config import RESULT_FREE, FinetuneConfig
 from rice_lab.finetune.data import (PhotoSamples, assign_roles, augment, camera_list, check_stats,
@@ -249,7 +250,6 @@ def finetune(config: FinetuneConfig, resume: bool = False, callbacks: list | Non
         train = PhotoSamples(taught, cameras, height, soft=soft)
     else:
         train, teacher = PhotoSamples(plants[plants["role"] == "train"], cameras, height), None
-    resume_state = _open_run_dir(run_dir, config, fingerprint, resume, plants, start, cameras, height, teacher)
     valid_plants = plants[plants["role"] == "valid"]
     valid = PhotoSamples(valid_plants, cameras, height)
     photos_per_valid_plant = len(cameras)
@@ -258,12 +258,20 @@ def finetune(config: FinetuneConfig, resume: bool = False, callbacks: list | Non
         photos_per_valid_plant = 1
     else:
         epoch_valid = valid
+    # Small label sets: each epoch shows every photo `repeats` times, so that the run makes at least
+    # min_steps optimiser steps while validating (and choosing its epoch) once per epoch as usual.
+    repeats = epoch_repeats(len(train), config.batch_size, config.total_epochs, config.min_steps)
+    if repeats > 1:
+        train = ConcatDataset([train] * repeats)
+    resume_state = _open_run_dir(run_dir, config, fingerprint, resume, plants, start, cameras, height,
+                                 {"teacher": teacher, "training_photos": len(train) // repeats,
+                                  "epoch_repeats": repeats})
     device = torch.device("cuda") if torch.cuda.is_available() else None
     dls = DataLoaders(photo_loader(train, config.batch_size, config.seed, True, config.workers),
                       photo_loader(epoch_valid, 128, config.seed, False, config.workers), device=device)
     dls.n_inp = 2
     steps_per_epoch = len(dls.train)
-    epochs = max(config.epochs, math.ceil(config.min_steps / steps_per_epoch)) if config.min_steps else config.epochs
+    epochs = config.epochs
 
     model = build_model(encoder, config)
     # Probability targets need torch's own cross-entropy (fastai's flattens them); MixUp then mixes them.
@@ -321,13 +329,22 @@ def finetune(config: FinetuneConfig, resume: bool = False, callbacks: list | Non
     return run_dir
 
 
+def epoch_repeats(photos: int, batch_size: int, epochs: int, min_steps: int = 0) -> int:
+    """How many times an epoch shows each training photo: enough for one full batch, and for
+    ``min_steps`` steps over ``epochs`` epochs (the last short batch of an epoch is dropped)."""
+    if photos == 0:
+        raise DataError("no training photos: the label fraction or the split left none")
+    per_epoch = math.ceil(min_steps / epochs) if min_steps else 1
+    return max(1, math.ceil(per_epoch * batch_size / photos))
+
+
 def _open_run_dir(run_dir: Path, config: FinetuneConfig, fingerprint: str, resume: bool, plants: pd.DataFrame,
-                  start: dict, cameras: tuple[str, ...], height: int, teacher: dict | None) -> dict | None:
+                  start: dict, cameras: tuple[str, ...], height: int, training: dict) -> dict | None:
     """Create ``run_dir`` (or check it matches ``config`` when resuming); return the resume state."""
     by_role = {role: sorted(plants.loc[plants["role"] == role, "plant_id"]) for role in
                ("train", "valid", "test", "unlabelled", "excluded")}
     return open_run_dir(run_dir, KIND, config.to_dict(), fingerprint, RESULT_FREE, resume,
-                        {"encoder_start": start, "teacher": teacher, "plants": by_role, "classes": list(CLASSES),
+                        {"encoder_start": start, **training, "plants": by_role, "classes": list(CLASSES),
                          "cameras": list(cameras), "photo_height": height, "epsilon": EPSILON})
 
 
