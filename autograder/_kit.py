@@ -236,6 +236,22 @@ def check(answer: Answer) -> Callable[[Callable], Callable]:
     return decorate
 
 
+def references(*items: tuple[types.ModuleType, str]) -> dict[str, Callable]:
+    """Reference functions an answer must not call, keyed ``"rice_lab's NAME"``: each ``(module, NAME)``
+    as this checker sees it, and as the notebook's process has the module imported when that is another
+    object (a reloaded module), keyed ``"rice_lab's NAME (imported)"``."""
+    import importlib
+
+    found: dict[str, Callable] = {}
+    for module, name in items:
+        label = f"rice_lab's {name}"
+        found[label] = getattr(module, name)
+        loaded = sys.modules.get(module.__name__) or importlib.import_module(module.__name__)
+        if getattr(loaded, name, None) is not None and getattr(loaded, name) is not found[label]:
+            found[f"{label} (imported)"] = getattr(loaded, name)
+    return found
+
+
 def guard(question: str, func: Callable, forbidden: dict[str, Callable], hint: str) -> Callable:
     """Fail now if ``func`` reaches a forbidden reference by name; return ``func`` wrapped so that
 

@@ -40,17 +40,8 @@ def _forbidden(*names: str) -> dict[str, Callable]:
     Names are ``module:function`` with module one of sinkhorn, loss, views; lightly's SwAV pieces are
     added when the notebook has imported lightly.
     """
-    modules = {"sinkhorn": (sinkhorn_module, "rice_lab.ssl.sinkhorn"), "loss": (loss_module, "rice_lab.ssl.loss"),
-               "views": (views, "rice_lab.data.views")}
-    found: dict[str, Callable] = {}
-    for item in names:
-        key, name = item.split(":")
-        module, dotted = modules[key]
-        label = f"rice_lab's {name}"
-        found[label] = getattr(module, name)
-        loaded = sys.modules.get(dotted) or importlib.import_module(dotted)
-        if getattr(loaded, name, None) is not None and getattr(loaded, name) is not found[label]:
-            found[f"{label} (imported)"] = getattr(loaded, name)
+    modules = {"sinkhorn": sinkhorn_module, "loss": loss_module, "views": views}
+    found = _kit.references(*((modules[key], name) for key, name in (item.split(":") for item in names)))
     lightly_swav = sys.modules.get("lightly.loss.swav_loss")
     if lightly_swav is not None:
         found["lightly's sinkhorn"] = lightly_swav.sinkhorn

@@ -43,21 +43,12 @@ def _forbidden(*names: str) -> dict[str, Callable]:
 
     Names are ``module:function`` with module one of calibration, submission, sklearn.
     """
-    modules = {"calibration": ("rice_lab.evaluate.calibration", calibration),
-               "submission": ("rice_lab.finetune.submission", submission_module)}
-    found: dict[str, Callable] = {}
-    for item in names:
-        key, name = item.split(":")
-        if key == "sklearn":
-            from sklearn import metrics
-            found[f"sklearn.metrics.{name}"] = getattr(metrics, name)
-            continue
-        dotted, module = modules[key]
-        label = f"rice_lab's {name}"
-        found[label] = getattr(module, name)
-        loaded = sys.modules.get(dotted) or importlib.import_module(dotted)
-        if getattr(loaded, name, None) is not None and getattr(loaded, name) is not found[label]:
-            found[f"{label} (imported)"] = getattr(loaded, name)
+    modules = {"calibration": calibration, "submission": submission_module}
+    pairs = [item.split(":") for item in names]
+    found = _kit.references(*((modules[key], name) for key, name in pairs if key != "sklearn"))
+    if any(key == "sklearn" for key, _ in pairs):
+        from sklearn import metrics
+        found.update({f"sklearn.metrics.{name}": getattr(metrics, name) for key, name in pairs if key == "sklearn"})
     return found
 
 

@@ -13,6 +13,8 @@ _WHERE = {
     "plant_views": "predictions", "FUSED": "predictions", "FUSED_LOGITS": "predictions",
     "evaluate_run": "judge",
     "assign_roles": "data",
+    "label_efficiency": "experiments", "sensors": "experiments", "self_distillation": "experiments",
+    "leakage": "experiments",
     "check_submission": "submission", "read_sample": "submission", "write_submission": "submission",
 }
 

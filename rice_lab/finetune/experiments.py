@@ -339,7 +339,7 @@ def self_distillation(data: str | Path, out: str | Path, encoder: str, seeds=ran
     summary = summarise(table, ["teacher_smoothing"], ["change", "teacher_log_loss", "student_log_loss",
                                                        "teacher_accuracy", "student_accuracy"])
     _finish(out, "self_distillation", {"self_distillation": table, "self_distillation_summary": summary},
-            _plot_change(summary, "teacher_smoothing", "teacher label smoothing",
+            plot_change(summary, "teacher_smoothing", "teacher label smoothing",
                          "change in test log loss (student - teacher)"),
             {"data": str(data), "test_plants": len(labels), "encoder": encoder, "config": base.to_dict(),
              "seconds": log.seconds})
@@ -369,7 +369,7 @@ def leakage(data: str | Path, out: str | Path, encoder: str, seeds=range(3),
     table = pd.DataFrame(rows)
     summary = summarise(table, ["split"], ["valid_log_loss", "test_log_loss", "optimism"])
     _finish(out, "leakage", {"leakage": table, "leakage_summary": summary},
-            _plot_change(summary, "split", "validation split", "test minus validation log loss (per photo)"),
+            plot_change(summary, "split", "validation split", "test minus validation log loss (per photo)"),
             {"data": str(data), "test_plants": len(labels), "encoder": encoder, "config": base.to_dict(),
              "seconds": log.seconds})
     return table
@@ -392,7 +392,8 @@ def photo_log_loss(run_dir: Path, plants: pd.DataFrame, labels: np.ndarray) -> f
     return float(-np.log(np.clip(probs[np.arange(len(y)), y], EPSILON, 1 - EPSILON)).mean())
 
 
-def _plot_change(summary: pd.DataFrame, by: str, xlabel: str, ylabel: str):
+def plot_change(summary: pd.DataFrame, by: str, xlabel: str, ylabel: str):
+    """The change (self-distillation) or optimism (leakage) of each group, 95 % interval over seeds."""
     import matplotlib.pyplot as plt
 
     metric = "change" if "change" in summary else "optimism"
@@ -408,5 +409,6 @@ def _plot_change(summary: pd.DataFrame, by: str, xlabel: str, ylabel: str):
     return figure
 
 
-__all__ = ["FRACTIONS", "held_out_folder", "label_efficiency", "leakage", "mean_ci", "per_plant", "scoring_data",
+__all__ = ["FRACTIONS", "held_out_folder", "label_efficiency", "leakage", "mean_ci", "per_plant", "plot_change",
+           "plot_label_efficiency", "plot_sensors", "scoring_data",
            "self_distillation", "sensors", "summarise", "test_truth"]
