@@ -28,7 +28,8 @@ The methods and their options (defaults in brackets; noise and baselines in norm
   (``interpolate`` ["bilinear"]) to the image; ``relu`` [True] keeps the positive part only;
 * ``guided-grad-cam``: Grad-CAM (with ReLU) times Guided Backprop, at ``layer`` ["body"].
 
-Stochastic methods draw from ``seed`` [0]; every method works on a copy of the model made by
+Stochastic methods draw from ``seed`` [0], one photo at a time, every photo from the same draws
+(so its map does not depend on the batch); every method works on a copy of the model made by
 :func:`rice_lab.explain.models.captum_safe`, so the caller's model is never touched. ``batch_size``
 [None: all at once] splits the images.
 
@@ -39,7 +40,10 @@ The fused prediction (both photos of a plant as a tuple input) is not explained 
 from __future__ import annotations
 
 import warnings
-from typing import Any, Callable, Sequence
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator, Sequence
+
+import numpy as np
 
 import pandas as pd
 import torch
@@ -157,17 +161,32 @@ def attribute(model: nn.Module, images: torch.Tensor, method: str, target: int |
         find_layer(safe, options["layer"])  # a wrong name fails before any work
     targets = resolve_targets(safe, images, target)
     run = METHODS[method][0]
-    step = batch_size or max(1, len(images))
+    # A stochastic method explains one photo at a time, each from the same seeded draws, so a photo's
+    # map does not depend on the batch it came in (nor does max-sensitivity see the method's own noise).
+    step = 1 if method in STOCHASTIC else batch_size or max(1, len(images))
     maps = []
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), torch.enable_grad():
-        torch.manual_seed(stream_seed(seed, "explain-noise"))
+    with torch.enable_grad():
         for start in range(0, len(images), step):
             x = images[start:start + step].to(device).float().detach().requires_grad_()
-            with warnings.catch_warnings():  # captum announces the hooks it sets on every call
+            with _seeded(stream_seed(seed, "explain-noise"), device), warnings.catch_warnings():
+                # captum announces the hooks it sets on every call
                 warnings.filterwarnings("ignore", message="Setting backward hooks", category=UserWarning)
                 attributions = run(safe, x, targets[start:start + step], options)
             maps.append(_reduce(attributions.detach().float(), reduce))
     return torch.cat(maps).to(images.device) if maps else images.new_zeros((0, *images.shape[-2:]))
+
+
+@contextmanager
+def _seeded(seed: int, device: torch.device) -> Iterator[None]:
+    """torch's and numpy's global generators seeded (captum draws from both), restored afterwards."""
+    numpy_state = np.random.get_state()
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        np.random.seed(seed % 2**32)
+        try:
+            yield
+        finally:
+            np.random.set_state(numpy_state)
 
 
 def explain_plants(model: nn.Module, meta: dict, plants: pd.DataFrame, method: str, target: int | None = None,
