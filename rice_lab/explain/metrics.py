@@ -85,13 +85,17 @@ def relevance_mass_accuracy(maps, masks) -> np.ndarray:
 
 
 def relevance_rank_accuracy(maps, masks) -> np.ndarray:
-    """Share of the K highest-ranked pixels that lie on lesions, K = the lesion's pixel count
-    (ties broken by pixel order, row by row)."""
+    """Share of the K highest-ranked pixels that lie on lesions, K = the lesion's pixel count.
+
+    Pixels tied with the K-th value share the places left among the top K evenly (the expected score
+    over random tie-breaking), so a flat region of a map is not ranked by its position in the photo.
+    """
     maps, masks = _flat(maps, masks)
     k = masks.sum(axis=1)
-    order = np.argsort(-maps, axis=1, kind="stable")
-    hits = np.cumsum(np.take_along_axis(masks, order, axis=1), axis=1)
-    found = hits[np.arange(len(k)), np.maximum(k - 1, 0)]
+    kth = -np.sort(-maps, axis=1)[np.arange(len(k)), np.maximum(k - 1, 0)][:, None]
+    above, tied = maps > kth, maps == kth
+    places_left = k - above.sum(axis=1)
+    found = (above & masks).sum(axis=1) + places_left * (tied & masks).sum(axis=1) / tied.sum(axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(k > 0, found / k, np.nan)
 
@@ -218,8 +222,9 @@ def infidelity(model: nn.Module, images: torch.Tensor, maps, target: Target = No
 
     with evaluating(model):
         targets = resolve_targets(model, x, target)
+        per_batch = min(max(batch_size, len(x)), len(x) * samples)  # the range captum accepts
         values = captum_infidelity(model, perturb, x, attributions, target=targets, n_perturb_samples=samples,
-                                   max_examples_per_batch=batch_size, normalize=normalize)
+                                   max_examples_per_batch=per_batch, normalize=normalize)
     return values.double().cpu().numpy()
 
 
