@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from captum.attr import GuidedGradCam
+from captum.attr import GuidedGradCam, LayerDeepLift
 from torch import nn
 
 from rice_lab.errors import ConfigError, DataError
@@ -66,14 +66,20 @@ def test_every_method_maps_each_photo_and_leaves_the_model_alone(run_dir, images
     assert any(getattr(m, "inplace", False) for m in model.modules())  # fastai's in-place ReLUs are still there
 
 
-def test_the_safe_copy_has_no_in_place_module_and_frozen_weights(run_dir, images):
+def test_the_safe_copy_has_no_in_place_module_and_computes_the_same(run_dir, images):
     model, _ = classifier(run_dir)
     safe = captum_safe(model, images[:1])
     assert safe is not model and captum_safe(safe, images[:1]) is safe
     assert not any(getattr(m, "inplace", False) for m in safe.modules())
-    assert not any(p.requires_grad for p in safe.parameters()) and not safe.training
+    assert not safe.training
     with torch.no_grad():
         assert torch.allclose(safe(images), model(images), atol=1e-6)
+    # still usable by captum's other methods: layer DeepLift hooks activations that need a gradient
+    # only because the weights have one (a copy with frozen weights failed here)
+    target = torch.zeros(len(images), dtype=torch.long)
+    layer = LayerDeepLift(safe, safe.get_submodule("body.4")).attribute(images, target=target)
+    assert torch.allclose(layer, LayerDeepLift(model, model.get_submodule("body.4")).attribute(images, target=target),
+                          atol=1e-5)
 
 
 def test_a_map_follows_a_change_of_the_photo(run_dir, images):
@@ -95,6 +101,8 @@ def test_target_none_means_the_predicted_class(run_dir, images):
     assert not torch.allclose(attribute(model, images, "saliency"), attribute(model, images, "saliency", target=other))
     with pytest.raises(ConfigError, match="target of shape"):
         attribute(model, images, "saliency", target=[0, 1])
+    with pytest.raises(ConfigError, match="target 3: the model has 3 classes"):
+        attribute(model, images, "saliency", target=3)
 
 
 def test_batches_give_the_same_maps_and_seeds_fix_the_noise(run_dir, images):

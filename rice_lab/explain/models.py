@@ -10,8 +10,9 @@ changed):
   gradient: one forward pass finds the modules whose own code calls one, and each such module is
   rewritten (``torch.fx``, its children kept as they are) so that every call goes through its own
   ``nn.ReLU``;
-* weights are frozen (captum differentiates with respect to the input only) and the copy is in
-  evaluation mode, so batch norm uses its running statistics.
+* the copy is in evaluation mode, so batch norm uses its running statistics. Its weights keep
+  ``requires_grad``: captum's layer methods (LayerDeepLift, ...) hook activations that only need a
+  gradient because the weights do, and asking for the input's gradient computes no weight gradient.
 
 A ReLU module called twice in one forward pass needs nothing: captum hooks each call separately.
 """
@@ -103,7 +104,7 @@ def _with_relu_modules(module: nn.Module, name: str) -> fx.GraphModule:
 
 
 def captum_safe(model: nn.Module, example: torch.Tensor | None = None) -> nn.Module:
-    """A frozen, eval-mode copy of ``model`` without the captum traps (see the module docstring).
+    """An eval-mode copy of ``model`` without the captum traps (see the module docstring).
 
     ``example`` (a batch the model accepts) lets the copy's functional ReLUs be found and rewritten;
     without it only in-place flags are switched off. A model this function made is returned as is.
@@ -114,8 +115,6 @@ def captum_safe(model: nn.Module, example: torch.Tensor | None = None) -> nn.Mod
     for module in safe.modules():
         if getattr(module, "inplace", False) is True:
             module.inplace = False
-    for parameter in safe.parameters():
-        parameter.requires_grad_(False)
     if example is not None:
         owners = functional_relu_owners(safe, example[:1])
         for name in sorted(owners, key=lambda n: -len(n.split("."))):  # innermost first
@@ -180,10 +179,14 @@ def resolve_targets(model: nn.Module, images: torch.Tensor, target: int | Sequen
         return predict_logits(model, images).argmax(1).to(device)
     target = torch.as_tensor(target, dtype=torch.long, device=device)
     if target.ndim == 0:
-        return target.expand(len(images)).clone()
+        target = target.expand(len(images)).clone()
     if target.shape != (len(images),):
         raise ConfigError(f"target of shape {tuple(target.shape)}: give one class index, or one per image "
                           f"({len(images)})")
+    classes = predict_logits(model, images[:1]).shape[1]
+    wrong = target[(target < 0) | (target >= classes)]
+    if len(wrong):
+        raise ConfigError(f"target {int(wrong[0])}: the model has {classes} classes (0 to {classes - 1})")
     return target
 
 
