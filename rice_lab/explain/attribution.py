@@ -23,7 +23,8 @@ The methods and their options (defaults in brackets; noise and baselines in norm
   ``n_samples`` [16] noisy copies of standard deviation ``stdevs`` [1.0]; smoothgrad averages the
   absolute gradient, smoothgrad-sq its square, vargrad takes the variance of the signed gradient;
 * ``occlusion``: the drop in logit when a ``window`` x ``window`` patch [H // 8] moved by ``stride``
-  [window // 2] is set to ``baseline`` [0.0];
+  [window // 2] is set to ``baseline`` [0.0] (a patch covers all channels, so each channel carries
+  the same value and the summed map is that drop times the channel count);
 * ``grad-cam``: captum's LayerGradCam at ``layer`` ["body", the last feature maps], upsampled
   (``interpolate`` ["bilinear"]) to the image; ``relu`` [True] keeps the positive part only;
 * ``guided-grad-cam``: Grad-CAM (with ReLU) times Guided Backprop, at ``layer`` ["body"].

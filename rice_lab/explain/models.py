@@ -3,8 +3,10 @@
 captum's traps, and what :func:`captum_safe` does about each, on a copy (the caller's model is never
 changed):
 
-* an in-place ReLU (fastai's ``ResBlock`` ends in one) under captum's hooks fails or hands a hook a
-  tensor that changes afterwards: every module with an ``inplace`` flag gets it switched off;
+* an in-place ReLU (fastai's ``ResBlock`` ends in one) can break captum's hooks ("a view ... is
+  being modified inplace" under full backward hooks) or hand a layer hook a tensor that changes
+  afterwards: every module with an ``inplace`` flag gets it switched off. (captum 0.9's methods used
+  here give the same maps on our xresnets either way; the switch costs nothing.);
 * Guided Backprop and Guided Grad-CAM hook ``nn.ReLU`` modules only, so a functional ReLU
   (``F.relu``, ``torch.relu``, ``x.relu()`` and their in-place forms) is silently treated as a plain
   gradient: one forward pass finds the modules whose own code calls one, and each such module is
