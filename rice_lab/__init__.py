@@ -11,6 +11,8 @@ The main entry points, importable from here (each loads its module, and fastai, 
     cached_finetune                   -> a classifier run directory (rice_lab.finetune, a package: its
                                          ``finetune`` function is rice_lab.finetune.finetune)
     predict, evaluate_run             -> per-plant probabilities, and their scores with intervals
+    attribute, explain_plants         -> attribution maps of a classifier (rice_lab.explain; its metrics
+                                         live in rice_lab.explain.metrics)
 """
 
 from __future__ import annotations
@@ -41,6 +43,8 @@ _ENTRY_POINTS = {
     "cached_finetune": "rice_lab.finetune",
     "predict": "rice_lab.finetune",
     "evaluate_run": "rice_lab.finetune",
+    "attribute": "rice_lab.explain",
+    "explain_plants": "rice_lab.explain",
 }
 __all__ = sorted(_ENTRY_POINTS)
 

@@ -1,0 +1,34 @@
+"""Explaining a classifier, and testing the explanations.
+
+    attribute(model, images, method, target=None, **options) -> (N, H, W) maps      (attribution)
+    explain_plants(model, meta, plants, method)              -> {camera: maps}       (attribution)
+    captum_safe(model, example)                              -> a copy captum cannot trip (models)
+    camera_photos / model_inputs / lesion_masks              -> what the model sees, and the truth (photos)
+    pointing_game, relevance_mass_accuracy, relevance_rank_accuracy, mask_auc        (metrics: localisation)
+    deletion_curve, insertion_curve, curve_auc, road(_curve), infidelity              (metrics: faithfulness)
+    max_sensitivity                                                                   (metrics: robustness)
+    random_map, edge_map                                                              (baselines)
+    interval(values)                                         -> mean and bootstrap CI over images
+"""
+
+from importlib import import_module
+
+_WHERE = {
+    "METHODS": "attribution", "attribute": "attribution", "explain_plants": "attribution",
+    "captum_safe": "models", "find_layer": "models", "layer_names": "models",
+    "camera_photos": "photos", "lesion_masks": "photos", "model_inputs": "photos",
+    "pointing_game": "metrics", "relevance_mass_accuracy": "metrics", "relevance_rank_accuracy": "metrics",
+    "mask_auc": "metrics", "deletion_curve": "metrics", "insertion_curve": "metrics", "curve_auc": "metrics",
+    "road": "metrics", "road_curve": "metrics", "infidelity": "metrics", "max_sensitivity": "metrics", "interval": "metrics",
+    "random_map": "baselines", "edge_map": "baselines",
+    "noisy_linear_imputation": "imputation",
+}
+
+
+def __getattr__(name: str):
+    if name in _WHERE:
+        return getattr(import_module(f"rice_lab.explain.{_WHERE[name]}"), name)
+    raise AttributeError(f"module 'rice_lab.explain' has no attribute {name!r}")
+
+
+__all__ = sorted(_WHERE)
