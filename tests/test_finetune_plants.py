@@ -107,3 +107,16 @@ def test_an_encoder_run_named_relatively_or_absolutely_is_the_same_config(tmp_pa
     assert relative.encoder == absolute.encoder == str(tmp_path / "runs" / "swav")
     assert config_difference(relative.to_dict(), absolute.to_dict()) == []
     assert FinetuneConfig(encoder="random").resolved().encoder == "random"
+
+
+def test_discriminative_settings_never_set_aside_a_run_of_another_mode():
+    from rice_lab.finetune.config import get_preset
+    from rice_lab.runs import config_difference
+
+    for mode in ("full", "probe"):
+        stored = get_preset("cpu-tiny", mode=mode, body_lr_mult=0.1, head_epochs=3)
+        now = get_preset("cpu-tiny", mode=mode, body_lr_mult=1.0, head_epochs=5)
+        assert config_difference(stored.to_dict(), now.to_dict(), now.result_free()) == []
+    stored = get_preset("cpu-tiny", mode="discriminative", body_lr_mult=0.1)
+    now = get_preset("cpu-tiny", mode="discriminative", body_lr_mult=1.0)
+    assert config_difference(stored.to_dict(), now.to_dict(), now.result_free()) == ["body_lr_mult: 0.1 -> 1.0"]

@@ -33,7 +33,7 @@ from rice_lab.data.views import IMAGENET_STATS, PlantImages, load_size
 from rice_lab.data.zindi import CAMERAS, CLASSES, data_fingerprint, read_zindi, split_plants
 from rice_lab.errors import CheckpointError, ConfigError, DataError, TrainingError
 from rice_lab.evaluate.calibration import EPSILON, log_loss
-from rice_lab.finetune.config import RESULT_FREE, FinetuneConfig
+from rice_lab.finetune.config import FinetuneConfig
 from rice_lab.finetune.data import (PhotoSamples, assign_roles, augment, camera_list, check_stats,
                                     photo_level_split, photo_loader, prepare)
 from rice_lab.finetune.distill import teacher_targets
@@ -343,7 +343,7 @@ def _open_run_dir(run_dir: Path, config: FinetuneConfig, fingerprint: str, resum
     """Create ``run_dir`` (or check it matches ``config`` when resuming); return the resume state."""
     by_role = {role: sorted(plants.loc[plants["role"] == role, "plant_id"]) for role in
                ("train", "valid", "test", "unlabelled", "excluded")}
-    return open_run_dir(run_dir, KIND, config.to_dict(), fingerprint, RESULT_FREE, resume,
+    return open_run_dir(run_dir, KIND, config.to_dict(), fingerprint, config.result_free(), resume,
                         {"encoder_start": start, **training, "plants": by_role, "classes": list(CLASSES),
                          "cameras": list(cameras), "photo_height": height, "epsilon": EPSILON})
 
@@ -351,7 +351,7 @@ def _open_run_dir(run_dir: Path, config: FinetuneConfig, fingerprint: str, resum
 def cached_finetune(config: FinetuneConfig) -> Path:
     """``finetune`` unless ``config.out`` already holds this run: reuse it if finished, resume it if not.
 
-    A run made with another config (``RESULT_FREE`` settings aside), other data or an older rice-lab
+    A run made with another config (``config.result_free()`` settings aside), other data or an older rice-lab
     is moved to ``<out>.stale-<UTC time>`` beside it (reported on stderr), never deleted.
     """
     config = config.validate().resolved()
@@ -359,7 +359,8 @@ def cached_finetune(config: FinetuneConfig) -> Path:
         raise ConfigError("config.data (a Zindi folder) and config.out (a run directory) are required")
     run_dir = Path(config.out).expanduser().resolve()
     fingerprint = data_fingerprint(classifier_plants(config))
-    decision, note = cache_decision(run_dir, KIND, config.to_dict(), fingerprint, RESULT_FREE, result=RESULT)
+    decision, note = cache_decision(run_dir, KIND, config.to_dict(), fingerprint, config.result_free(),
+                                    result=RESULT)
     if note:
         print(f"rice-lab: {note}", file=sys.stderr)
     return run_dir if decision == "reuse" else finetune(config, resume=decision == "resume")
