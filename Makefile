@@ -39,11 +39,11 @@ $(DATA)/.complete: $(STAMP) $(wildcard rice_lab/data/synthetic/*.py) rice_lab/da
 
 # The runs the book reads: a finished run that matches its preset and data is reused, an interrupted
 # one resumes, a stale one is trained again (rice-lab pretrain --if-needed decides).
-# A new encoder invalidates the book's cached pages.
+# A new encoder invalidates the cached pages that read it (book/uncache.py), not the data chapter.
 pipeline: data
 	@run=$(RUNS)/cpu-tiny-paired; before=$$(cksum < $$run/encoder.pt 2>/dev/null); \
 	$(BIN)/rice-lab pretrain $(DATA) --preset cpu-tiny --views paired --out $$run --if-needed --no-progress \
-	&& if [ "$$before" != "$$(cksum < $$run/encoder.pt)" ]; then rm -rf book/_build/.jupyter_cache; fi
+	&& if [ "$$before" != "$$(cksum < $$run/encoder.pt)" ]; then $(BIN)/python book/uncache.py ssl.md finetune.md; fi
 
 # The classifiers the fine-tuning chapter reads: the default (SwAV, full), a random start and a probe.
 classifiers: pipeline
@@ -52,7 +52,7 @@ classifiers: pipeline
 	              "cpu-tiny-classifier-probe --encoder $(RUNS)/cpu-tiny-paired --mode probe"; do \
 	  set -- $$spec; run=$(RUNS)/$$1; shift; before=$$(cksum < $$run/classifier.pt 2>/dev/null); \
 	  $(BIN)/rice-lab finetune $(DATA) --preset cpu-tiny --out $$run --if-needed --no-progress "$$@" || exit 1; \
-	  if [ "$$before" != "$$(cksum < $$run/classifier.pt)" ]; then rm -rf book/_build/.jupyter_cache; fi; \
+	  if [ "$$before" != "$$(cksum < $$run/classifier.pt)" ]; then $(BIN)/python book/uncache.py finetune.md; fi; \
 	done
 
 # The fine-tuning chapter's experiments: too long for the book's build (hours on 2 CPU cores), so they
