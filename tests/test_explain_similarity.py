@@ -288,13 +288,14 @@ def plants(synth_root):
 
 def test_checkpoint_cka_of_a_real_run(swav_run, plants):
     photos = plant_photos(plants, "rgb", 32)
-    labelled = plants["label"].notna().to_numpy()
+    known = plants["label"].notna()
+    labelled = torch.tensor(known.to_numpy())
     same = checkpoint_cka(swav_run, swav_run, photos, "rgb", permutations=5, batch_size=48)
     assert same.similarity.cka == pytest.approx(1.0, abs=1e-9)
     torch.manual_seed(0)
     start = create_encoder("xresnet-tiny")
     start.normalization, start.photo_height = load_encoder(swav_run).normalization, 32
-    moved = checkpoint_cka(start, swav_run, photos[labelled], "rgb", labels=plants["label"][labelled].tolist(),
+    moved = checkpoint_cka(start, swav_run, photos[labelled], "rgb", labels=plants["label"][known].tolist(),
                            permutations=10, batch_size=24)
     assert -0.2 < moved.similarity.cka < 1.0 and moved.similarity.rows == int(labelled.sum())
     assert moved.similarity.baseline_low <= moved.similarity.baseline <= moved.similarity.baseline_high

@@ -267,11 +267,9 @@ def compare(x, y, labels: Sequence | None = None, form: str = "minibatch", batch
 
 
 def _encoder(encoder: nn.Module | str | Path) -> nn.Module:
-    if isinstance(encoder, nn.Module):
-        return encoder
-    from rice_lab.models.encoders import load_encoder
+    from rice_lab.explain.embeddings import as_encoder
 
-    return load_encoder(encoder)
+    return as_encoder(encoder)
 
 
 def checkpoint_cka(encoder_a: nn.Module | str | Path, encoder_b: nn.Module | str | Path, images: torch.Tensor,
