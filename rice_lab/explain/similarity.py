@@ -125,15 +125,21 @@ def hsic_unbiased(k: torch.Tensor, l: torch.Tensor, order: torch.Tensor | None =
     """Unbiased HSIC (Song et al. 2012) of two Gram matrices with zero diagonals, in O(b^2).
 
     With ``order`` (a permutation of the rows) ``l`` is taken as ``l[order][:, order]``: the Gram
-    matrix of the other side's rows shuffled, without building it.
+    matrix of the other side's rows shuffled.
     """
+    return _hsic(k, k.sum(1), l, l.sum(1), order)
+
+
+def _hsic(k: torch.Tensor, k_rows: torch.Tensor, l: torch.Tensor, l_rows: torch.Tensor,
+          order: torch.Tensor | None = None) -> torch.Tensor:
+    """:func:`hsic_unbiased` given each Gram matrix's row sums (computed once per batch)."""
     b = len(k)
     if b < MIN_BATCH:
         raise ConfigError(f"a batch of {b} rows: the unbiased HSIC needs at least {MIN_BATCH}")
-    k_rows, l_rows = k.sum(1), l.sum(1)
     if order is not None:
         l, l_rows = l[order][:, order], l_rows[order]
-    trace = (k * l).sum()  # tr(KL) for symmetric K, L
+    # tr(KL) of symmetric K, L as one dot product: much faster than (k * l).sum() on a busy machine
+    trace = torch.dot(k.reshape(-1), l.reshape(-1))
     return (trace + k_rows.sum() * l_rows.sum() / ((b - 1) * (b - 2)) - 2 * (k_rows @ l_rows) / (b - 2)) / (b * (b - 3))
 
 
@@ -162,11 +168,12 @@ class MinibatchCKA:
 
     def update_grams(self, k: torch.Tensor, l: torch.Tensor) -> None:
         """Add one batch given as zero-diagonal Gram matrices (:func:`gram`) of both sides."""
-        self.xy += float(hsic_unbiased(k, l))
-        self.xx += float(hsic_unbiased(k, k))
-        self.yy += float(hsic_unbiased(l, l))  # a shuffle permutes L's rows and columns alike: unchanged
+        k_rows, l_rows = k.sum(1), l.sum(1)
+        self.xy += float(_hsic(k, k_rows, l, l_rows))
+        self.xx += float(_hsic(k, k_rows, k, k_rows))
+        self.yy += float(_hsic(l, l_rows, l, l_rows))  # a shuffle permutes L's rows and columns alike: unchanged
         for r in range(self.permutations):
-            self.shuffled[r] += hsic_unbiased(k, l, torch.randperm(len(l), generator=self.generator))
+            self.shuffled[r] += _hsic(k, k_rows, l, l_rows, torch.randperm(len(l), generator=self.generator))
         self.rows += len(k)
         self.batches += 1
 
