@@ -9,6 +9,11 @@
     max_sensitivity                                                                   (metrics: robustness)
     random_map, edge_map                                                              (baselines)
     interval(values)                                         -> mean and bootstrap CI over images
+    encoder_embeddings / classifier_embeddings(run, plants)  -> Embeddings of every photo (embeddings)
+    tsne_map, tsne_sweep, map_scores, plot_map, plot_sweep   -> t-SNE with photos, and its numbers
+    cross_sensor_alignment(embeddings)                       -> a plant's two cameras against other plants
+    cka(x, y), compare(x, y, labels)                         -> linear CKA beside its baseline (similarity)
+    checkpoint_cka / layer_cka / camera_cka, effective_rank  -> between checkpoints, layers, cameras
 """
 
 from importlib import import_module
@@ -22,6 +27,13 @@ _WHERE = {
     "road": "metrics", "road_curve": "metrics", "infidelity": "metrics", "max_sensitivity": "metrics", "interval": "metrics",
     "random_map": "baselines", "edge_map": "baselines",
     "noisy_linear_imputation": "imputation",
+    "Embeddings": "embeddings", "encoder_embeddings": "embeddings", "classifier_embeddings": "embeddings",
+    "with_metadata": "embeddings", "tsne": "embeddings", "tsne_map": "embeddings", "tsne_sweep": "embeddings",
+    "map_scores": "embeddings", "plot_map": "embeddings", "plot_sweep": "embeddings",
+    "cross_sensor_alignment": "embeddings",
+    "cka": "similarity", "linear_cka": "similarity", "minibatch_cka": "similarity", "MinibatchCKA": "similarity",
+    "compare": "similarity", "checkpoint_cka": "similarity", "layer_cka": "similarity", "camera_cka": "similarity",
+    "effective_rank": "similarity",
 }
 
 
