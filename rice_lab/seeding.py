@@ -25,6 +25,7 @@ STREAMS = (
     "finetune-augment",  # fine-tuning's photo flips, keyed by step
     "labels-subset",  # which training plants keep their labels (labels_fraction < 1)
     "photo-split",    # the leakage lesson: which photo of each validation plant validates
+    "shuffled-labels",  # the data-randomisation check: how the training plants' labels are permuted
     "explain-noise",  # attribution methods' own noise (SmoothGrad, VarGrad, GradientSHAP)
     "explain-random-map",  # the random baseline map
     "explain-road",   # ROAD's imputation noise, keyed by the percentage removed
