@@ -30,6 +30,7 @@ STREAMS = (
     "explain-random-map",  # the random baseline map
     "explain-road",   # ROAD's imputation noise, keyed by the percentage removed
     "explain-perturb",  # infidelity's and max-sensitivity's input perturbations
+    "explain-randomise",  # the sanity checks' re-initialised weights, keyed by the step
 )
 
 

@@ -8,6 +8,7 @@
     deletion_curve, insertion_curve, curve_auc, road(_curve), infidelity              (metrics: faithfulness)
     max_sensitivity                                                                   (metrics: robustness)
     random_map, edge_map                                                              (baselines)
+    cascading_randomisation, data_randomisation, map_similarity -> sanity checks' maps and scores (sanity)
     interval(values)                                         -> mean and bootstrap CI over images
 """
 
@@ -22,6 +23,7 @@ _WHERE = {
     "road": "metrics", "road_curve": "metrics", "infidelity": "metrics", "max_sensitivity": "metrics", "interval": "metrics",
     "random_map": "baselines", "edge_map": "baselines",
     "noisy_linear_imputation": "imputation",
+    "cascading_randomisation": "sanity", "data_randomisation": "sanity", "map_similarity": "sanity",
 }
 
 
