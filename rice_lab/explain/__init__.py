@@ -9,6 +9,7 @@
     max_sensitivity                                                                   (metrics: robustness)
     random_map, edge_map                                                              (baselines)
     cascading_randomisation, data_randomisation, map_similarity -> sanity checks' maps and scores (sanity)
+    FusedClassifier, explain_fused, camera_shares            -> the fused prediction, both photos at once (fused)
     interval(values)                                         -> mean and bootstrap CI over images
 """
 
@@ -24,6 +25,7 @@ _WHERE = {
     "random_map": "baselines", "edge_map": "baselines",
     "noisy_linear_imputation": "imputation",
     "cascading_randomisation": "sanity", "data_randomisation": "sanity", "map_similarity": "sanity",
+    "FusedClassifier": "fused", "explain_fused": "fused", "camera_shares": "fused",
 }
 
 
