@@ -10,6 +10,8 @@
     random_map, edge_map                                                              (baselines)
     cascading_randomisation, data_randomisation, map_similarity -> sanity checks' maps and scores (sanity)
     FusedClassifier, explain_fused, camera_shares            -> the fused prediction, both photos at once (fused)
+    load_similarity, explain_similarity, similarity_localisation -> the SSL encoder's two-photo agreement (encoder)
+    localisation_scores, score_table                         -> per-camera localisation rows; mean and CI tables (metrics)
     interval(values)                                         -> mean and bootstrap CI over images
 """
 
@@ -26,6 +28,8 @@ _WHERE = {
     "noisy_linear_imputation": "imputation",
     "cascading_randomisation": "sanity", "data_randomisation": "sanity", "map_similarity": "sanity",
     "FusedClassifier": "fused", "explain_fused": "fused", "camera_shares": "fused",
+    "load_similarity": "encoder", "explain_similarity": "encoder", "similarity_localisation": "encoder",
+    "localisation_scores": "metrics", "score_table": "metrics",
 }
 
 

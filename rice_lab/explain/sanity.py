@@ -47,7 +47,7 @@ from torch import nn
 
 from rice_lab.errors import CheckpointError, ConfigError
 from rice_lab.explain.baselines import edge_map, random_map
-from rice_lab.explain.metrics import interval
+from rice_lab.explain.metrics import score_table
 from rice_lab.explain.models import model_device, resolve_targets
 from rice_lab.seeding import stream_seed
 
@@ -204,20 +204,9 @@ class Randomisation:
     def table(self, level: float = 0.95, resamples: int = 2000, seed: int = 0) -> pd.DataFrame:
         """Mean over images and its bootstrap interval, per step and measure: columns step, layer,
         measure, mean, low, high, images (how many images had a defined value)."""
-        rows = []
-        for (step, layer), group in self.scores.groupby(["step", "layer"], sort=False):
-            for measure in MEASURES:
-                values = group[measure].to_numpy()
-                defined = int(np.isfinite(values).sum())
-                if defined >= 2:
-                    found = interval(values, level, resamples, seed)
-                    mean, low, high = found.estimate, found.low, found.high
-                else:
-                    mean = float(np.nanmean(values)) if defined else float("nan")
-                    low = high = float("nan")
-                rows.append({"method": self.method, "step": step, "layer": layer, "measure": measure,
-                             "mean": mean, "low": low, "high": high, "images": defined})
-        return pd.DataFrame(rows)
+        table = score_table(self.scores, ["step", "layer"], MEASURES, level, resamples, seed)
+        return table.rename(columns={"metric": "measure"}).assign(method=self.method)[
+            ["method", "step", "layer", "measure", "mean", "low", "high", "images"]]
 
 
 def explainer(method: str | Explainer, seed: int = 0, **options: Any) -> Explainer:
