@@ -144,3 +144,16 @@ def test_a_camera_the_model_ignores_gets_no_share(run_dir, plants, monkeypatch):
         assert (blind.plants["rgnir"] <= 1e-3 * blind.plants["rgb"]).all() and (blind.plants["rgb"] > 0).all(), method
         assert blind.rgb_share.low == pytest.approx(1.0, abs=1e-3)
     assert_unchanged(model, before)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no GPU here")
+def test_fused_maps_on_the_gpu_match_the_cpu(run_dir, plants):
+    model, meta = classifier(run_dir)
+    rgb, rgnir = fused_inputs(plants, meta)
+    wrapper = FusedClassifier(model)
+    on_gpu = FusedClassifier(model).cuda()
+    for method in ("saliency", "integrated-gradients", "grad-cam", "guided-grad-cam", "occlusion"):
+        expected = attribute(wrapper, (rgb, rgnir), method)
+        for found, cpu in zip(attribute(on_gpu, (rgb.cuda(), rgnir.cuda()), method), expected):
+            assert found.is_cuda
+            assert torch.allclose(found.cpu(), cpu, atol=1e-4, rtol=1e-3), method

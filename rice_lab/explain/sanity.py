@@ -143,7 +143,8 @@ def cascade_order(model: nn.Module) -> list[str]:
 
 def reinitialise(module: nn.Module, seed: int) -> nn.Module:
     """``module``'s own layers reset in place (``reset_parameters``), drawing from ``seed``; returned."""
-    with torch.random.fork_rng(devices=[]), torch.no_grad():
+    device = model_device(module)  # a GPU layer draws from that GPU's generator: fork it too
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), torch.no_grad():
         torch.manual_seed(seed)
         for part in module.modules():
             if hasattr(part, "reset_parameters"):
