@@ -25,10 +25,12 @@ STREAMS = (
     "finetune-augment",  # fine-tuning's photo flips, keyed by step
     "labels-subset",  # which training plants keep their labels (labels_fraction < 1)
     "photo-split",    # the leakage lesson: which photo of each validation plant validates
+    "shuffled-labels",  # the data-randomisation check: how the training plants' labels are permuted
     "explain-noise",  # attribution methods' own noise (SmoothGrad, VarGrad, GradientSHAP)
     "explain-random-map",  # the random baseline map
     "explain-road",   # ROAD's imputation noise, keyed by the percentage removed
     "explain-perturb",  # infidelity's and max-sensitivity's input perturbations
+    "explain-randomise",  # the sanity checks' re-initialised weights, keyed by the step
 )
 
 

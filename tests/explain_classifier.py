@@ -15,13 +15,21 @@ from rice_lab.presets import get_preset as pretrain_preset
 from rice_lab.ssl.pretrain import pretrain
 
 
-def train_tiny_classifier(synth_root: Path, out: Path) -> Path:
-    """A classifier run directory: tiny SwAV (32 px crops of 32 px photos) then full fine-tuning."""
-    encoder = pretrain(pretrain_preset("cpu-tiny", data=str(synth_root), out=str(out / "swav"), epochs=1,
-                                       batch_size=8, photo_height=32, crops={"size": 32}, progress=False, threads=1,
-                                       checkpoint_every=0, resume_every=0))
-    return finetune(get_preset("cpu-tiny", data=str(synth_root), out=str(out / "classifier"), encoder=str(encoder),
-                               epochs=1, batch_size=8, photo_height=32, progress=False, threads=1))
+def train_tiny_swav(synth_root: Path, out: Path) -> Path:
+    """A pre-training run directory: tiny SwAV, one epoch of 32 px crops of 32 px photos."""
+    return pretrain(pretrain_preset("cpu-tiny", data=str(synth_root), out=str(out), epochs=1, batch_size=8,
+                                    photo_height=32, crops={"size": 32}, progress=False, threads=1,
+                                    checkpoint_every=0, resume_every=0))
+
+
+def train_tiny_classifier(synth_root: Path, out: Path, encoder: Path | None = None, name: str = "classifier",
+                          **overrides) -> Path:
+    """A classifier run directory ``out / name``: tiny SwAV (in ``out / "swav"`` unless ``encoder``
+    names a run) then one epoch of full fine-tuning (``overrides``: other fine-tuning settings)."""
+    encoder = encoder or train_tiny_swav(synth_root, out / "swav")
+    return finetune(get_preset("cpu-tiny", data=str(synth_root), out=str(out / name), encoder=str(encoder),
+                               **{**dict(epochs=1, batch_size=8, photo_height=32, progress=False, threads=1),
+                                  **overrides}))
 
 
 def diseased_plants(synth_root: Path, count: int) -> pd.DataFrame:

@@ -8,6 +8,10 @@
     deletion_curve, insertion_curve, curve_auc, road(_curve), infidelity              (metrics: faithfulness)
     max_sensitivity                                                                   (metrics: robustness)
     random_map, edge_map                                                              (baselines)
+    cascading_randomisation, data_randomisation, map_similarity -> sanity checks' maps and scores (sanity)
+    FusedClassifier, explain_fused, camera_shares            -> the fused prediction, both photos at once (fused)
+    load_similarity, explain_similarity, similarity_localisation -> the SSL encoder's two-photo agreement (encoder)
+    localisation_scores, score_table                         -> per-camera localisation rows; mean and CI tables (metrics)
     interval(values)                                         -> mean and bootstrap CI over images
     encoder_embeddings / classifier_embeddings(run, plants)  -> Embeddings of every photo (embeddings)
     tsne_map, tsne_sweep, map_scores, plot_map, plot_sweep   -> t-SNE with photos, and its numbers
@@ -34,6 +38,10 @@ _WHERE = {
     "cka": "similarity", "linear_cka": "similarity", "minibatch_cka": "similarity", "MinibatchCKA": "similarity",
     "compare": "similarity", "checkpoint_cka": "similarity", "layer_cka": "similarity", "camera_cka": "similarity",
     "effective_rank": "similarity",
+    "cascading_randomisation": "sanity", "data_randomisation": "sanity", "map_similarity": "sanity",
+    "FusedClassifier": "fused", "explain_fused": "fused", "camera_shares": "fused",
+    "load_similarity": "encoder", "explain_similarity": "encoder", "similarity_localisation": "encoder",
+    "localisation_scores": "metrics", "score_table": "metrics",
 }
 
 

@@ -34,7 +34,15 @@ Stochastic methods draw from ``seed`` [0], one photo at a time, every photo from
 :func:`rice_lab.explain.models.captum_safe`, so the caller's model is never touched. ``batch_size``
 [None: all at once] splits the images.
 
-The fused prediction (both photos of a plant as a tuple input) is not explained here yet;
+Models of several inputs (the fused prediction of a plant's two photos, :mod:`rice_lab.explain.fused`;
+the SSL encoder's agreement between them, :mod:`rice_lab.explain.encoder`) take ``images`` as a tuple
+of batches and get a tuple of maps back, one per input, from one captum call. Every method takes a
+tuple: ``baseline``, ``window`` and ``stride`` apply to each input. Grad-CAM and Guided Grad-CAM
+need a layer that one input alone reaches (a layer shared by both photos holds two activations, and
+captum's Guided Grad-CAM would multiply both photos' guided gradients by one Grad-CAM): ``layer`` is
+then one name per input, or one name that a :class:`rice_lab.explain.models.TwoCameras` model
+resolves in each camera's own copy of the network (``body`` -> ``rgb.body``, ``rgnir.body``).
+
 :func:`explain_plants` explains each camera's photo through the model on its own.
 """
 
@@ -61,7 +69,7 @@ from captum.attr import (
 from torch import nn
 
 from rice_lab.errors import ConfigError
-from rice_lab.explain.models import captum_safe, find_layer, model_device, resolve_targets
+from rice_lab.explain.models import Inputs, batch_length, captum_safe, find_layer, model_device, resolve_targets, take
 from rice_lab.seeding import stream_seed
 
 REDUCTIONS = ("sum", "abs")
@@ -72,17 +80,28 @@ def _saliency(model, x, target, opts):
     return Saliency(model).attribute(x, target=target, abs=True)
 
 
+def _each(value, x):
+    """An option given once, repeated for each input of a tuple (captum wants one per input)."""
+    return tuple(value for _ in x) if isinstance(x, tuple) and not isinstance(value, tuple) else value
+
+
 def _integrated_gradients(model, x, target, opts):
-    return IntegratedGradients(model).attribute(x, baselines=opts["baseline"], target=target,
+    return IntegratedGradients(model).attribute(x, baselines=_each(opts["baseline"], x), target=target,
                                                 n_steps=opts["n_steps"],
                                                 internal_batch_size=opts["internal_batch_size"])
 
 
-def _gradient_shap(model, x, target, opts):
-    baseline = opts["baseline"]
+def _shap_baseline(baseline, x: torch.Tensor) -> torch.Tensor:
     if not torch.is_tensor(baseline):  # a distribution of one image: the constant colour
         baseline = torch.full((1, *x.shape[1:]), float(baseline), device=x.device, dtype=x.dtype)
-    return GradientShap(model).attribute(x, baselines=baseline.to(x.device, x.dtype), target=target,
+    return baseline.to(x.device, x.dtype)
+
+
+def _gradient_shap(model, x, target, opts):
+    baselines = _each(opts["baseline"], x)
+    baselines = (tuple(_shap_baseline(b, xi) for b, xi in zip(baselines, x)) if isinstance(x, tuple)
+                 else _shap_baseline(baselines, x))
+    return GradientShap(model).attribute(x, baselines=baselines, target=target,
                                          n_samples=opts["n_samples"], stdevs=opts["stdevs"])
 
 
@@ -95,23 +114,53 @@ def _noise_tunnel(kind: str) -> Callable:
 
 
 def _occlusion(model, x, target, opts):
-    window = opts["window"] or max(1, x.shape[-2] // 8)
-    stride = opts["stride"] or max(1, window // 2)
-    channels = x.shape[1]
-    return Occlusion(model).attribute(x, sliding_window_shapes=(channels, window, window),
-                                      strides=(channels, stride, stride), baselines=opts["baseline"], target=target,
+    def shapes(xi: torch.Tensor) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
+        window = opts["window"] or max(1, xi.shape[-2] // 8)
+        stride = opts["stride"] or max(1, window // 2)
+        return (xi.shape[1], window, window), (xi.shape[1], stride, stride)
+
+    if isinstance(x, tuple):  # each input occluded in turn, the others left whole
+        windows, strides = zip(*(shapes(xi) for xi in x))
+    else:
+        windows, strides = shapes(x)
+    return Occlusion(model).attribute(x, sliding_window_shapes=windows, strides=strides,
+                                      baselines=_each(opts["baseline"], x), target=target,
                                       perturbations_per_eval=opts["perturbations_per_eval"])
 
 
+def input_layers(model: nn.Module, layer: str | Sequence[str], inputs: int) -> tuple[str, ...]:
+    """The layer Grad-CAM reads for each of a model's ``inputs`` inputs (module docstring)."""
+    if inputs == 1:
+        if not isinstance(layer, str):
+            raise ConfigError(f"layer={layer!r}: a model of one input takes one layer name")
+        return (layer,)
+    if isinstance(layer, str):
+        if not hasattr(model, "branch_layers"):
+            raise ConfigError(f"layer={layer!r} for a model of {inputs} inputs: name one layer per input, each "
+                              "reached by that input only (a layer shared by the inputs mixes them)")
+        return tuple(model.branch_layers(layer))
+    if len(layer) != inputs:
+        raise ConfigError(f"layer={tuple(layer)!r}: name one layer per input ({inputs})")
+    return tuple(layer)
+
+
 def _grad_cam(model, x, target, opts):
-    cam = LayerGradCam(model, find_layer(model, opts["layer"])).attribute(x, target=target,
-                                                                           relu_attributions=opts["relu"])
-    return LayerAttribution.interpolate(cam, tuple(x.shape[-2:]), interpolate_mode=opts["interpolate"])
+    inputs = x if isinstance(x, tuple) else (x,)
+    maps = []
+    for xi, name in zip(inputs, input_layers(model, opts["layer"], len(inputs))):
+        cam = LayerGradCam(model, find_layer(model, name)).attribute(x, target=target, relu_attributions=opts["relu"])
+        maps.append(LayerAttribution.interpolate(cam, tuple(xi.shape[-2:]), interpolate_mode=opts["interpolate"]))
+    return tuple(maps) if isinstance(x, tuple) else maps[0]
 
 
 def _guided_grad_cam(model, x, target, opts):
-    method = GuidedGradCam(model, find_layer(model, opts["layer"]))
-    return method.attribute(x, target=target, interpolate_mode=opts["interpolate"])
+    if not isinstance(x, tuple):
+        method = GuidedGradCam(model, find_layer(model, opts["layer"]))
+        return method.attribute(x, target=target, interpolate_mode=opts["interpolate"])
+    # captum multiplies every input's guided gradient by one Grad-CAM: each input takes its own layer's.
+    return tuple(GuidedGradCam(model, find_layer(model, name)).attribute(x, target=target,
+                                                                        interpolate_mode=opts["interpolate"])[i]
+                 for i, name in enumerate(input_layers(model, opts["layer"], len(x))))
 
 
 # method -> (captum call, its options with their defaults)
@@ -145,36 +194,57 @@ def _reduce(attributions: torch.Tensor, reduce: str) -> torch.Tensor:
     return (attributions.abs() if reduce == "abs" else attributions).sum(dim=1)
 
 
-def attribute(model: nn.Module, images: torch.Tensor, method: str, target: int | Sequence[int] | torch.Tensor | None = None,
-              *, reduce: str = "sum", batch_size: int | None = None, seed: int = 0, **options: Any) -> torch.Tensor:
+def _check_images(images: Inputs) -> tuple[torch.Tensor, ...]:
+    """``images`` as a tuple of 4-D batches of one length; ConfigError otherwise."""
+    batches = images if isinstance(images, tuple) else (images,)
+    if not batches or not all(torch.is_tensor(x) and x.ndim == 4 for x in batches):
+        shapes = [tuple(x.shape) if torch.is_tensor(x) else type(x).__name__ for x in batches]
+        raise ConfigError(f"images of shape {shapes[0] if len(shapes) == 1 else shapes}: expected (N, channels, "
+                          "height, width), or a tuple of such batches for a model of several inputs")
+    if len({len(x) for x in batches}) > 1:
+        raise ConfigError(f"inputs of {[len(x) for x in batches]} items: each input needs one batch of the same "
+                          "length")
+    return batches
+
+
+def attribute(model: nn.Module, images: Inputs, method: str, target: int | Sequence[int] | torch.Tensor | None = None,
+              *, reduce: str = "sum", batch_size: int | None = None, seed: int = 0,
+              **options: Any) -> torch.Tensor | tuple[torch.Tensor, ...]:
     """One attribution map per image, (N, H, W) float32 on ``images``' device (see the module docstring).
 
-    ``target``: a class index, one per image, or None for each image's predicted class.
+    ``images`` may be a tuple of batches, the inputs of a model of several (the fused prediction):
+    the answer is then a tuple of maps, one per input, from one captum call. ``target``: a class
+    index, one per image, or None for each image's predicted class.
     """
     options = method_options(method, options)
     if reduce not in REDUCTIONS:
         raise ConfigError(f"reduce={reduce!r}: choose one of {', '.join(REDUCTIONS)}")
-    if images.ndim != 4:
-        raise ConfigError(f"images of shape {tuple(images.shape)}: expected (N, channels, height, width)")
+    batches = _check_images(images)
     device = model_device(model)
-    safe = captum_safe(model, images[:1].to(device))
-    if method in ("grad-cam", "guided-grad-cam"):
-        find_layer(safe, options["layer"])  # a wrong name fails before any work
+    safe = captum_safe(model, take(images, 0, 1, device))
+    if method in ("grad-cam", "guided-grad-cam"):  # a wrong name fails before any work
+        for name in input_layers(safe, options["layer"], len(batches)):
+            find_layer(safe, name)
     targets = resolve_targets(safe, images, target)
-    run = METHODS[method][0]
+    explain = METHODS[method][0]
     # A stochastic method explains one photo at a time, each from the same seeded draws, so a photo's
     # map does not depend on the batch it came in (nor does max-sensitivity see the method's own noise).
-    step = 1 if method in STOCHASTIC else batch_size or max(1, len(images))
-    maps = []
+    length = batch_length(images)
+    step = 1 if method in STOCHASTIC else batch_size or max(1, length)
+    maps: list[list[torch.Tensor]] = [[] for _ in batches]
     with torch.enable_grad():
-        for start in range(0, len(images), step):
-            x = images[start:start + step].to(device).float().detach().requires_grad_()
+        for start in range(0, length, step):
+            x = tuple(b[start:start + step].to(device).float().detach().requires_grad_() for b in batches)
             with _seeded(stream_seed(seed, "explain-noise"), device), warnings.catch_warnings():
                 # captum announces the hooks it sets on every call
                 warnings.filterwarnings("ignore", message="Setting backward hooks", category=UserWarning)
-                attributions = run(safe, x, targets[start:start + step], options)
-            maps.append(_reduce(attributions.detach().float(), reduce))
-    return torch.cat(maps).to(images.device) if maps else images.new_zeros((0, *images.shape[-2:]))
+                attributions = explain(safe, x if isinstance(images, tuple) else x[0], targets[start:start + step],
+                                       options)
+            attributions = attributions if isinstance(attributions, tuple) else (attributions,)
+            for per_input, found in zip(maps, attributions):
+                per_input.append(_reduce(found.detach().float(), reduce))
+    out = tuple(torch.cat(m).to(b.device) if m else b.new_zeros((0, *b.shape[-2:])) for m, b in zip(maps, batches))
+    return out if isinstance(images, tuple) else out[0]
 
 
 @contextmanager
@@ -204,4 +274,5 @@ def explain_plants(model: nn.Module, meta: dict, plants: pd.DataFrame, method: s
             for camera, images in photos.items()}
 
 
-__all__ = ["DEFAULT_LAYER", "METHODS", "REDUCTIONS", "STOCHASTIC", "attribute", "explain_plants", "method_options"]
+__all__ = ["DEFAULT_LAYER", "METHODS", "REDUCTIONS", "STOCHASTIC", "attribute", "explain_plants", "input_layers",
+           "method_options"]

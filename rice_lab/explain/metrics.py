@@ -29,6 +29,9 @@ Faithfulness runs the model on perturbed photos and follows the target class's s
   pixel's value in the map is what a change of that pixel is dotted with), with the optimal scaling
   of the map (``normalize``), so maps of any scale compare; lower is better.
 
+Tables: :func:`localisation_scores` runs every localisation metric on each camera's maps (one row
+per camera and plant); :func:`score_table` gives any such rows' mean and bootstrap interval per group.
+
 Robustness: :func:`max_sensitivity` (captum's ``sensitivity_max``): the largest relative change of a
 method's map under uniform input noise of ``radius``. A constant map is perfectly robust: show it
 beside a faithfulness number, never alone.
@@ -39,6 +42,7 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 import numpy as np
+import pandas as pd
 import torch
 from captum.metrics import infidelity as captum_infidelity
 from captum.metrics import sensitivity_max
@@ -261,6 +265,41 @@ def interval(values, level: float = 0.95, resamples: int = 2000, seed: int = 0) 
     return bootstrap_ci(values[~np.isnan(values)], np.mean, level, resamples, seed)
 
 
-__all__ = ["ROAD_ORDERS", "ROAD_PERCENTAGES", "curve_auc", "deletion_curve", "infidelity", "insertion_curve",
-           "interval", "mask_auc", "max_sensitivity", "pointing_game", "relevance_mass_accuracy",
-           "relevance_rank_accuracy", "road", "road_curve"]
+LOCALISATION = {"pointing_game": pointing_game, "relevance_mass_accuracy": relevance_mass_accuracy,
+                "relevance_rank_accuracy": relevance_rank_accuracy, "mask_auc": mask_auc}
+
+
+def localisation_scores(maps: dict[str, Any], masks: dict[str, Any], plant_ids: Sequence[str]) -> pd.DataFrame:
+    """Every localisation metric of each camera's maps against that camera's masks (both
+    {camera: (plants, H, W)}): one row per camera and plant, one column per metric."""
+    frames = []
+    for camera, camera_maps in maps.items():
+        if camera not in masks:
+            raise DataError(f"maps of the {camera} photos but no {camera} masks")
+        scores = {name: metric(camera_maps, masks[camera]) for name, metric in LOCALISATION.items()}
+        frames.append(pd.DataFrame({"camera": camera, "plant_id": list(plant_ids), **scores}))
+    return pd.concat(frames, ignore_index=True)
+
+
+def score_table(scores: pd.DataFrame, by: Sequence[str], metrics: Sequence[str], level: float = 0.95,
+                resamples: int = 2000, seed: int = 0) -> pd.DataFrame:
+    """Mean over images and its bootstrap interval (:func:`interval`, NaN left out) of each of the
+    ``metrics`` columns of ``scores`` within each group of ``by``: columns ``by``, metric, mean, low,
+    high, images (how many had a value; no interval below two)."""
+    rows = []
+    for keys, group in scores.groupby(list(by), sort=False):
+        keys = keys if isinstance(keys, tuple) else (keys,)
+        for metric in metrics:
+            values = group[metric].to_numpy(dtype=np.float64)
+            defined = int(np.isfinite(values).sum())
+            found = interval(values, level, resamples, seed) if defined >= 2 else None
+            rows.append({**dict(zip(by, keys)), "metric": metric,
+                         "mean": found.estimate if found else float(np.nanmean(values)) if defined else float("nan"),
+                         "low": found.low if found else float("nan"), "high": found.high if found else float("nan"),
+                         "images": defined})
+    return pd.DataFrame(rows)
+
+
+__all__ = ["LOCALISATION", "ROAD_ORDERS", "ROAD_PERCENTAGES", "curve_auc", "deletion_curve", "infidelity",
+           "insertion_curve", "interval", "localisation_scores", "mask_auc", "max_sensitivity", "pointing_game",
+           "relevance_mass_accuracy", "relevance_rank_accuracy", "road", "road_curve", "score_table"]

@@ -35,6 +35,25 @@ from rice_lab.errors import ConfigError
 RELU_FUNCTIONS = (F.relu, F.relu_, torch.relu, torch.relu_, torch.Tensor.relu, torch.Tensor.relu_)
 RELU_METHODS = ("relu", "relu_")
 SAFE_FLAG = "rice_lab_captum_safe"  # set on a model captum_safe made, so it is not copied again
+Inputs = torch.Tensor | tuple[torch.Tensor, ...]  # a batch, or one batch per input of a model of several
+
+
+def batch_length(inputs: Inputs) -> int:
+    """How many items a batch (or a tuple of batches, one per input) holds."""
+    return len(inputs[0]) if isinstance(inputs, tuple) else len(inputs)
+
+
+def take(inputs: Inputs, start: int, stop: int, device: torch.device | None = None) -> Inputs:
+    """Items ``start:stop`` of a batch or of each batch of a tuple (moved to ``device`` if given)."""
+    if isinstance(inputs, tuple):
+        return tuple(take(x, start, stop, device) for x in inputs)
+    part = inputs[start:stop]
+    return part if device is None else part.to(device)
+
+
+def run(model: nn.Module, inputs: Inputs) -> torch.Tensor:
+    """``model`` on a batch, or on a tuple of batches as its positional inputs."""
+    return model(*inputs) if isinstance(inputs, tuple) else model(inputs)
 
 
 class _ReluWatch(TorchFunctionMode):
@@ -51,7 +70,7 @@ class _ReluWatch(TorchFunctionMode):
         return func(*args, **(kwargs or {}))
 
 
-def functional_relu_owners(model: nn.Module, example: torch.Tensor) -> list[str]:
+def functional_relu_owners(model: nn.Module, example: Inputs) -> list[str]:
     """Names of the modules of ``model`` whose own forward calls a functional ReLU on ``example``."""
     stack: list[nn.Module] = []
     owners: list[nn.Module] = []
@@ -65,7 +84,7 @@ def functional_relu_owners(model: nn.Module, example: torch.Tensor) -> list[str]
         handles.append(module.register_forward_hook(leave))
     try:
         with torch.no_grad(), _ReluWatch(stack, owners):
-            model(example)
+            run(model, example)
     finally:
         for handle in handles:
             handle.remove()
@@ -105,10 +124,11 @@ def _with_relu_modules(module: nn.Module, name: str) -> fx.GraphModule:
     return fx.GraphModule(module, graph, class_name=type(module).__name__)
 
 
-def captum_safe(model: nn.Module, example: torch.Tensor | None = None) -> nn.Module:
+def captum_safe(model: nn.Module, example: Inputs | None = None) -> nn.Module:
     """An eval-mode copy of ``model`` without the captum traps (see the module docstring).
 
-    ``example`` (a batch the model accepts) lets the copy's functional ReLUs be found and rewritten;
+    ``example`` (a batch the model accepts, a tuple for a model of several inputs) lets the copy's
+    functional ReLUs be found and rewritten;
     without it only in-place flags are switched off. A model this function made is returned as is.
     """
     if getattr(model, SAFE_FLAG, False):
@@ -118,7 +138,7 @@ def captum_safe(model: nn.Module, example: torch.Tensor | None = None) -> nn.Mod
         if getattr(module, "inplace", False) is True:
             module.inplace = False
     if example is not None:
-        owners = functional_relu_owners(safe, example[:1])
+        owners = functional_relu_owners(safe, take(example, 0, 1))
         for name in sorted(owners, key=lambda n: -len(n.split("."))):  # innermost first
             rewritten = _with_relu_modules(safe.get_submodule(name), name)
             if name:
@@ -128,6 +148,30 @@ def captum_safe(model: nn.Module, example: torch.Tensor | None = None) -> nn.Mod
                 safe = rewritten
     setattr(safe, SAFE_FLAG, True)
     return safe
+
+
+class TwoCameras(nn.Module):
+    """A model of both photos of a plant, ``forward(rgb, rgnir)``: each photo goes through its own copy
+    of one per-photo network (the same weights), and :meth:`combine` joins the two answers.
+
+    Two copies, not one network called twice, so that every layer exists once per camera: captum's
+    layer methods (Grad-CAM) read one activation per input, and ``branch_layers("body")`` names each
+    camera's (``rgb.body``, ``rgnir.body``).
+    """
+
+    def __init__(self, network: nn.Module) -> None:
+        super().__init__()
+        self.rgb, self.rgnir = copy.deepcopy(network).eval(), copy.deepcopy(network).eval()
+
+    def branch_layers(self, layer: str) -> tuple[str, str]:
+        """The name of ``layer`` (a name in the per-photo network) in each camera's copy."""
+        return f"rgb.{layer}", f"rgnir.{layer}"
+
+    def combine(self, rgb: torch.Tensor, rgnir: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, rgb: torch.Tensor, rgnir: torch.Tensor) -> torch.Tensor:
+        return self.combine(self.rgb(rgb), self.rgnir(rgnir))
 
 
 def layer_names(model: nn.Module, depth: int = 3) -> list[str]:
@@ -166,14 +210,16 @@ def model_device(model: nn.Module) -> torch.device:
 
 
 @torch.no_grad()
-def predict_logits(model: nn.Module, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
-    """Logits of ``images`` (already normalised), in batches, on the model's device."""
+def predict_logits(model: nn.Module, images: Inputs, batch_size: int = 256) -> torch.Tensor:
+    """Logits of ``images`` (already normalised; a tuple for a model of several inputs), in batches,
+    on the model's device."""
     device = model_device(model)
     with evaluating(model):
-        return torch.cat([model(images[i:i + batch_size].to(device)) for i in range(0, len(images), batch_size)])
+        return torch.cat([run(model, take(images, i, i + batch_size, device))
+                          for i in range(0, batch_length(images), batch_size)])
 
 
-def resolve_targets(model: nn.Module, images: torch.Tensor, target: int | Sequence[int] | torch.Tensor | None,
+def resolve_targets(model: nn.Module, images: Inputs, target: int | Sequence[int] | torch.Tensor | None,
                     ) -> torch.Tensor:
     """Class indices (N,) on the model's device: ``None`` means the model's predicted class."""
     device = model_device(model)
@@ -181,16 +227,16 @@ def resolve_targets(model: nn.Module, images: torch.Tensor, target: int | Sequen
         return predict_logits(model, images).argmax(1).to(device)
     target = torch.as_tensor(target, dtype=torch.long, device=device)
     if target.ndim == 0:
-        target = target.expand(len(images)).clone()
-    if target.shape != (len(images),):
+        target = target.expand(batch_length(images)).clone()
+    if target.shape != (batch_length(images),):
         raise ConfigError(f"target of shape {tuple(target.shape)}: give one class index, or one per image "
-                          f"({len(images)})")
-    classes = predict_logits(model, images[:1]).shape[1]
+                          f"({batch_length(images)})")
+    classes = predict_logits(model, take(images, 0, 1)).shape[1]
     wrong = target[(target < 0) | (target >= classes)]
     if len(wrong):
         raise ConfigError(f"target {int(wrong[0])}: the model has {classes} classes (0 to {classes - 1})")
     return target
 
 
-__all__ = ["RELU_FUNCTIONS", "captum_safe", "evaluating", "find_layer", "functional_relu_owners", "layer_names",
-           "model_device", "predict_logits", "resolve_targets"]
+__all__ = ["RELU_FUNCTIONS", "Inputs", "TwoCameras", "batch_length", "captum_safe", "evaluating", "find_layer",
+           "functional_relu_owners", "layer_names", "model_device", "predict_logits", "resolve_targets", "run", "take"]

@@ -32,6 +32,8 @@ class FinetuneConfig:
     labels_fraction: float = 1.0         # share of the training plants whose labels are used
     teacher: str | None = None           # self-distillation: a classifier run whose soft predictions
                                          # (train, unlabelled and test photos) replace the labels
+    shuffled_labels: bool = False        # the data-randomisation sanity check: training plants' labels
+                                         # permuted (class counts kept); validation plants keep theirs
     seed: int = 0
     # model and input
     mode: str = "full"                   # probe | discriminative | full
@@ -105,6 +107,9 @@ class FinetuneConfig:
             (not (self.photo_split and self.cameras != "both"),
              f"photo_split=True needs cameras='both' (a plant's other photo is what leaks), not {self.cameras!r}"),
             (not (self.photo_split and self.teacher), "photo_split and teacher cannot be combined"),
+            (not (self.shuffled_labels and (self.teacher or self.photo_split)),
+             "shuffled_labels cannot be combined with teacher or photo_split (their training targets are not "
+             "the training plants' labels)"),
             (self.epochs >= 1, f"epochs={self.epochs}: must be at least 1"),
             (self.head_epochs >= 0, f"head_epochs={self.head_epochs}: must be 0 or more"),
             (self.batch_size >= 2, f"batch_size={self.batch_size}: must be at least 2 (batch norm)"),

@@ -98,6 +98,17 @@ def _label_subset(plants: pd.DataFrame, fraction: float, seed: int) -> pd.DataFr
     return plants
 
 
+def shuffle_training_labels(plants: pd.DataFrame, seed: int) -> pd.DataFrame:
+    """``plants`` with the training plants' labels permuted among themselves (so each class keeps its
+    count), drawn from ``seed``; every other plant, validation included, keeps its own label."""
+    plants = plants.copy()
+    train = plants.index[plants["role"] == "train"]
+    ordered = plants.loc[train].sort_values("plant_id").index  # the draw does not depend on row order
+    rng = np.random.default_rng(stream_seed(seed, "shuffled-labels"))
+    plants.loc[ordered, "label"] = rng.permutation(plants.loc[ordered, "label"].to_numpy())
+    return plants
+
+
 def camera_list(cameras: str) -> tuple[str, ...]:
     """The cameras a config trains on: ``both`` -> (rgb, rgnir)."""
     return CAMERAS if cameras == "both" else (cameras,)
@@ -223,4 +234,4 @@ def check_stats(stats: dict, cameras: tuple[str, ...]) -> dict:
 
 
 __all__ = ["ROLES", "PhotoSamples", "assign_roles", "augment", "camera_list", "check_stats", "duplicate_groups", "flip",
-           "photo_hash", "photo_loader", "prepare"]
+           "photo_hash", "photo_loader", "prepare", "shuffle_training_labels"]

@@ -35,7 +35,7 @@ from rice_lab.errors import CheckpointError, ConfigError, DataError, TrainingErr
 from rice_lab.evaluate.calibration import EPSILON, log_loss
 from rice_lab.finetune.config import FinetuneConfig
 from rice_lab.finetune.data import (PhotoSamples, assign_roles, augment, camera_list, check_stats,
-                                    photo_level_split, photo_loader, prepare)
+                                    photo_level_split, photo_loader, prepare, shuffle_training_labels)
 from rice_lab.finetune.distill import teacher_targets
 from rice_lab.finetune.model import Classifier, body_and_head, encoder_body
 from rice_lab.finetune.predictions import calibrate  # TTA and temperature: the same code predict() runs
@@ -245,11 +245,18 @@ def finetune(config: FinetuneConfig, resume: bool = False, callbacks: list | Non
 
     # Data: every photo of a plant is a sample, normalised by its own camera's statistics; a student
     # (self-distillation) learns its teacher's probabilities for more photos instead of the labels.
+    extra: dict = {}  # what the manifest adds about the training targets
     if config.teacher:
         taught, soft, teacher = teacher_targets(config.teacher, plants, cameras, fingerprint)
         train = PhotoSamples(taught, cameras, height, soft=soft)
     else:
-        train, teacher = PhotoSamples(plants[plants["role"] == "train"], cameras, height), None
+        labelled, teacher = plants[plants["role"] == "train"], None
+        if config.shuffled_labels:  # the data-randomisation check: the same photos, permuted labels
+            shuffled = shuffle_training_labels(labelled, config.seed)
+            extra["shuffled_labels"] = {"plants": len(labelled),
+                                        "relabelled": int((shuffled["label"] != labelled["label"]).sum())}
+            labelled = shuffled
+        train = PhotoSamples(labelled, cameras, height)
     valid_plants = plants[plants["role"] == "valid"]
     valid = PhotoSamples(valid_plants, cameras, height)
     photos_per_valid_plant = len(cameras)
@@ -265,7 +272,7 @@ def finetune(config: FinetuneConfig, resume: bool = False, callbacks: list | Non
         train = ConcatDataset([train] * repeats)
     resume_state = _open_run_dir(run_dir, config, fingerprint, resume, plants, start, cameras, height,
                                  {"teacher": teacher, "training_photos": len(train) // repeats,
-                                  "epoch_repeats": repeats})
+                                  "epoch_repeats": repeats, **extra})
     device = torch.device("cuda") if torch.cuda.is_available() else None
     dls = DataLoaders(photo_loader(train, config.batch_size, config.seed, True, config.workers),
                       photo_loader(epoch_valid, 128, config.seed, False, config.workers), device=device)
