@@ -88,6 +88,7 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
                         head=args.head, lr=args.lr, batch_size=args.batch_size, photo_height=args.photo_height,
                         label_smoothing=args.label_smoothing, mixup=args.mixup, arch=args.arch,
                         teacher=None if args.teacher is None else str(args.teacher), min_steps=args.min_steps,
+                        shuffled_labels=True if args.shuffled_labels else None,
                         threads=args.threads, workers=args.workers, progress=False if args.no_progress else None)
     run_dir = cached_finetune(config) if args.if_needed else finetune(config, resume=args.resume)
     from rice_lab.runs import load_checkpoint
@@ -258,6 +259,8 @@ def build_parser() -> argparse.ArgumentParser:
     fine.add_argument("--mixup", type=float, default=None, help="MixUp alpha (0: off)")
     fine.add_argument("--min-steps", type=int, default=None,
                       help="train at least this many optimiser steps (small label fractions)")
+    fine.add_argument("--shuffled-labels", action="store_true",
+                      help="train on the training plants' labels permuted (the data-randomisation sanity check)")
     fine.add_argument("--teacher", type=Path, default=None,
                       help="self-distillation: learn this classifier run's soft predictions for the training, "
                            "unlabelled and test photos instead of the labels")
