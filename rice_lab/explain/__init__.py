@@ -18,6 +18,7 @@
     cross_sensor_alignment(embeddings)                       -> a plant's two cameras against other plants
     cka(x, y), compare(x, y, labels)                         -> linear CKA beside its baseline (similarity)
     checkpoint_cka / layer_cka / camera_cka, effective_rank  -> between checkpoints, layers, cameras
+    progress_measures(run_dir)                               -> one row of progress measures per checkpoint (dynamics)
 """
 
 from importlib import import_module
@@ -38,6 +39,7 @@ _WHERE = {
     "cka": "similarity", "linear_cka": "similarity", "minibatch_cka": "similarity", "MinibatchCKA": "similarity",
     "compare": "similarity", "checkpoint_cka": "similarity", "layer_cka": "similarity", "camera_cka": "similarity",
     "effective_rank": "similarity",
+    "progress_measures": "dynamics", "dynamics_inputs": "dynamics", "checkpoint_measures": "dynamics",
     "cascading_randomisation": "sanity", "data_randomisation": "sanity", "map_similarity": "sanity",
     "FusedClassifier": "fused", "explain_fused": "fused", "camera_shares": "fused",
     "load_similarity": "encoder", "explain_similarity": "encoder", "similarity_localisation": "encoder",

@@ -1,0 +1,146 @@
+"""Progress measures along a real tiny SwAV run's checkpoints: one row per checkpoint with every
+measure, the fixed-crop loss reproducing the run's own validation loss, CKA to the final checkpoint;
+the measures themselves on constructed inputs whose answers are known."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from rice_lab.errors import CheckpointError, DataError
+from rice_lab.explain.dynamics import (MEASURES, code_entropy, dynamics_inputs, progress_measures, prototype_usage,
+                                       run_checkpoints, sensor_agreement, weight_norm)
+from rice_lab.presets import get_preset
+from rice_lab.runs import checkpoint_step, list_checkpoints, read_metrics
+from rice_lab.ssl.model import load_swav_model
+from rice_lab.ssl.pretrain import pretrain
+
+STEPS_PER_CHECKPOINT = 5
+
+
+@pytest.fixture(scope="module")
+def swav_run(synth_root, tmp_path_factory) -> Path:
+    """4 epochs of SwAV on 32 px photos, a snapshot every 5 steps (41 plants at batch 8: 5 steps an epoch)."""
+    out = tmp_path_factory.mktemp("dynamics") / "swav"
+    return pretrain(get_preset("cpu-tiny", data=str(synth_root), out=str(out), epochs=4, batch_size=8,
+                               photo_height=32, crops={"size": 32}, progress=False, threads=1,
+                               checkpoint_every=STEPS_PER_CHECKPOINT, resume_every=0))
+
+
+@pytest.fixture(scope="module")
+def inputs(swav_run):
+    return dynamics_inputs(swav_run)
+
+
+@pytest.fixture(scope="module")
+def table(inputs):
+    return progress_measures(inputs, progress=False)
+
+
+def test_one_row_per_checkpoint_with_every_measure(swav_run, table):
+    snapshots = list_checkpoints(swav_run)
+    assert 3 <= len(snapshots) <= 6  # the series the test is about: several checkpoints
+    assert list(table.columns) == list(MEASURES)
+    assert list(table["step"]) == [checkpoint_step(p) for p in snapshots]
+    assert list(table["checkpoint"]) == [p.name for p in snapshots]
+    # every measure is a number at every checkpoint (the synthetic data records the background)
+    numbers = table.drop(columns=["checkpoint", "cka_previous"])
+    assert np.isfinite(numbers.to_numpy(dtype=float)).all()
+    assert math.isnan(table["cka_previous"].iloc[0]) and np.isfinite(table["cka_previous"].iloc[1:]).all()
+    k = int(table["n_prototypes"].iloc[0])
+    assert ((table["prototypes_used"] >= 1) & (table["prototypes_used"] <= k)).all()
+    assert ((table["code_entropy"] > 0) & (table["code_entropy"] <= math.log(k) + 1e-9)).all()
+    for column in ("knn_label", "linear_label", "knn_background", "linear_background", "same_prototype"):
+        assert table[column].between(0, 1).all(), column
+
+
+def test_cka_to_the_final_checkpoint_is_one_at_the_last_row_only(table):
+    assert table["cka_final"].iloc[-1] == pytest.approx(1.0, abs=1e-9)
+    assert (table["cka_final"].iloc[:-1] < 1 - 1e-6).all()  # the weights moved between snapshots
+    assert (table["cka_final_baseline"].abs() < table["cka_final"]).all()
+
+
+def test_the_fixed_crop_loss_is_the_same_when_computed_twice(swav_run, table):
+    again = progress_measures(dynamics_inputs(swav_run), progress=False)
+    columns = ["loss_fixed_crops", "code_entropy", "prototypes_used", "knn_label", "linear_background", "cka_final"]
+    np.testing.assert_array_equal(table[columns].to_numpy(dtype=float), again[columns].to_numpy(dtype=float))
+
+
+def test_the_fixed_crops_are_the_runs_own_validation_crops(swav_run, table):
+    """At an epoch's last step the snapshot is the model the run validated: same crops, same loss."""
+    metrics = read_metrics(swav_run)
+    valid = metrics[metrics["kind"] == "valid"].set_index("step")["loss"]
+    at_epoch_ends = table[table["step"].isin(valid.index)]
+    assert len(at_epoch_ends) >= 3
+    np.testing.assert_allclose(at_epoch_ends["loss_fixed_crops"], valid[at_epoch_ends["step"]], atol=2e-5)
+    assert table["loss_fixed_crops"].nunique() == len(table)  # and it does move from checkpoint to checkpoint
+
+
+def test_weight_norm_of_a_snapshot(swav_run):
+    net = load_swav_model(list_checkpoints(swav_run)[-1])
+    expected = math.sqrt(sum(float((p.detach().double() ** 2).sum()) for p in [*net.encoder.parameters(),
+                                                                      *net.head.parameters()]))
+    assert weight_norm(net) == pytest.approx(expected, rel=1e-12)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.mul_(3)
+    assert weight_norm(net) == pytest.approx(3 * expected, rel=1e-9)
+
+
+def test_prototype_usage_and_code_entropy_at_their_extremes():
+    k = 16
+    collapsed = torch.zeros(40, k)
+    collapsed[:, 3] = 1.0  # every row nearest to prototype 3, by far (scores are cosines)
+    used, effective = prototype_usage(collapsed, temperature=0.01)
+    assert used == 1 and effective == pytest.approx(1.0, abs=1e-6)
+    spread = torch.eye(k).repeat(3, 1)  # each prototype nearest to three rows
+    used, effective = prototype_usage(spread, temperature=0.01)
+    assert used == k and effective == pytest.approx(k, rel=1e-6)
+    assert code_entropy(torch.full((8, k), 1 / k)) == pytest.approx(math.log(k))
+    assert code_entropy(torch.eye(k)) == pytest.approx(0.0)
+
+
+def test_sensor_agreement_against_its_baselines():
+    generator = torch.Generator().manual_seed(0)
+    plants, k, dim = 60, 8, 16
+    z = torch.nn.functional.normalize(torch.randn(plants, dim, generator=generator), dim=1)
+    prototypes = torch.nn.functional.normalize(torch.randn(k, dim, generator=generator), dim=1)
+    same = sensor_agreement(z @ prototypes.T, z @ prototypes.T, z, z)
+    assert same["same_prototype"] == 1.0 and same["cosine_same_plant"] == pytest.approx(1.0)
+    assert same["same_prototype_chance"] < 0.5 and abs(same["cosine_other_plants"]) < 0.2
+    shuffled = z[torch.randperm(plants, generator=generator)]
+    apart = sensor_agreement(z @ prototypes.T, shuffled @ prototypes.T, z, shuffled)
+    assert apart["same_prototype"] < 0.4 and apart["cosine_same_plant"] < 0.3
+    # the chance rate is what independent draws from the two usages give
+    usage = torch.bincount((z @ prototypes.T).argmax(1), minlength=k).double() / plants
+    assert same["same_prototype_chance"] == pytest.approx(float(usage @ usage))
+
+
+def test_runs_that_cannot_be_measured_say_why(swav_run, tmp_path):
+    manifest = json.loads((swav_run / "manifest.json").read_text())
+    other = tmp_path / "classifier"
+    other.mkdir()
+    (other / "manifest.json").write_text(json.dumps({**manifest, "kind": "finetune"}))
+    with pytest.raises(CheckpointError, match="a 'finetune' run, not a pre-training one"):
+        run_checkpoints(other)
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    shutil.copy(swav_run / "manifest.json", bare / "manifest.json")
+    with pytest.raises(CheckpointError, match="no snapshots"):
+        run_checkpoints(bare)
+    with pytest.raises(CheckpointError, match="not found"):
+        run_checkpoints(tmp_path / "nowhere")
+    with pytest.raises(DataError, match="not the data"):
+        dynamics_inputs(swav_run, data=_other_data(tmp_path))
+
+
+def _other_data(tmp_path: Path) -> Path:
+    from rice_lab.data.synthetic import SynthConfig, synthesize
+
+    return synthesize(tmp_path / "other", SynthConfig(plants=48, width=64, seed=1, workers=1))
