@@ -19,6 +19,7 @@
     cka(x, y), compare(x, y, labels)                         -> linear CKA beside its baseline (similarity)
     checkpoint_cka / layer_cka / camera_cka, effective_rank  -> between checkpoints, layers, cameras
     progress_measures(run_dir)                               -> one row of progress measures per checkpoint (dynamics)
+    find_drops(steps, losses), drops_table                   -> sudden drops in a loss curve (changepoints)
 """
 
 from importlib import import_module
@@ -40,6 +41,7 @@ _WHERE = {
     "compare": "similarity", "checkpoint_cka": "similarity", "layer_cka": "similarity", "camera_cka": "similarity",
     "effective_rank": "similarity",
     "progress_measures": "dynamics", "dynamics_inputs": "dynamics", "checkpoint_measures": "dynamics",
+    "find_drops": "changepoints", "drops_table": "changepoints", "segment_linear": "changepoints",
     "cascading_randomisation": "sanity", "data_randomisation": "sanity", "map_similarity": "sanity",
     "FusedClassifier": "fused", "explain_fused": "fused", "camera_shares": "fused",
     "load_similarity": "encoder", "explain_similarity": "encoder", "similarity_localisation": "encoder",
