@@ -144,3 +144,31 @@ def _other_data(tmp_path: Path) -> Path:
     from rice_lab.data.synthetic import SynthConfig, synthesize
 
     return synthesize(tmp_path / "other", SynthConfig(plants=48, width=64, seed=1, workers=1))
+
+
+def test_the_figure_puts_every_measure_on_one_axis_with_the_drops_marked(swav_run, table):
+    import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
+
+    from rice_lab.explain.changepoints import Drop
+    from rice_lab.explain.dynamics import plot_dynamics
+
+    metrics = read_metrics(swav_run)
+    curve = metrics[metrics["kind"] == "train"]
+    drop = Drop(step=12.0, start=10.0, end=14.0, size=0.5, before=4.0, after=3.5, noise=0.01)
+    fig = plot_dynamics(table, curve, [drop])
+    axes = fig.axes
+    assert len(axes) == 8
+    assert all(axes[0].get_shared_x_axes().joined(axes[0], ax) for ax in axes[1:])
+    plotted = set()
+    for ax in axes:
+        lines = [line for line in ax.get_lines() if isinstance(line, Line2D)]
+        assert any(list(line.get_xdata()) == [12.0, 12.0] for line in lines), ax.get_title()  # the drop
+        series = [line for line in lines if len(line.get_xdata()) == len(table)]
+        styles = [(line.get_linestyle(), line.get_marker()) for line in series]
+        assert len(styles) == len(set(styles)), ax.get_title()  # colour is never the only difference
+        plotted |= {line.get_label() for line in series}
+    assert {"fixed validation crops", "disease, linear", "background, kNN", "codes", "effective number",
+            "effective rank", "same nearest prototype", "to the final checkpoint", "weight norm"} <= plotted
+    assert "drop at step 12" in " ".join(axes[0].get_legend_handles_labels()[1])
+    plt.close(fig)

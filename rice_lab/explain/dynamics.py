@@ -263,6 +263,18 @@ def _timed(timings: dict | None, name: str) -> Iterator[None]:
         timings[name] = timings.get(name, 0.0) + time.perf_counter() - start
 
 
+@contextmanager
+def _one_torch_thread() -> Iterator[None]:
+    """One torch thread for many small products: on a loaded 2-core machine two threads wait for each
+    other on every one (benchmarks/README.md, bench_cka.py: 20x slower at times)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 @torch.no_grad()
 def crop_measures(net: torch.nn.Module, crops: list[list[torch.Tensor]], swav: SwAVSettings,
                   n_large: int) -> dict[str, float]:
@@ -375,11 +387,11 @@ def checkpoint_measures(path: str | Path, inputs: DynamicsInputs, final_features
     features = torch.cat([outputs[camera][0] for camera in outputs])
     with _timed(timings, "probes"):
         row.update(probe_measures({camera: out[0] for camera, out in outputs.items()}, inputs.targets))
-    with _timed(timings, "effective rank"):
+    with _timed(timings, "effective rank"), _one_torch_thread():
         from rice_lab.explain.similarity import effective_rank
 
         row["effective_rank"] = effective_rank(features)
-    with _timed(timings, "cka"):
+    with _timed(timings, "cka"), _one_torch_thread():
         row["cka_final"], row["cka_final_baseline"] = _cka(features, features if final_features is None
                                                            else final_features, CKA_PERMUTATIONS)
         row["cka_previous"] = _cka(features, previous_features)[0]
@@ -412,11 +424,95 @@ def progress_measures(run_dir: str | Path | DynamicsInputs, data: str | Path | N
             bar.comment = path.name
         row, previous = checkpoint_measures(path, inputs, final_features, previous, timings, device)
         rows.append(row)
-    final_row["cka_previous"] = _cka(final_features, previous)[0]
+    with _one_torch_thread():
+        final_row["cka_previous"] = _cka(final_features, previous)[0]
     rows.append(final_row)
     return pd.DataFrame(rows, columns=list(MEASURES))
 
 
-__all__ = ["MEASURES", "DynamicsInputs", "checkpoint_measures", "code_entropy", "crop_measures", "data_root",
+# --- the figure --------------------------------------------------------------------------------------
+
+# Each panel: (title, y label, [(column, label, colour, line style, marker)], [(column, label, colour)] of
+# constant reference lines, drawn dotted without markers). Colours are Okabe-Ito; within a panel no two series share a line style and
+# marker, so colour is never the only signal.
+BLUE, ORANGE, GREEN, PURPLE, SKY, VERMILLION, BLACK = "#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", \
+    "#D55E00", "#000000"
+PANELS = [
+    ("Probes (cross-validated)", "accuracy",
+     [("knn_label", "disease, kNN", PURPLE, "-", "o"), ("linear_label", "disease, linear", PURPLE, "--", "s"),
+      ("knn_background", "background, kNN", BLUE, "-", "^"), ("linear_background", "background, linear", BLUE, "--", "D")],
+     [("majority_label", "disease, commonest class", PURPLE), ("majority_background", "background, commonest class",
+                                                                  BLUE)]),
+    ("Sinkhorn codes and the model's assignment", "entropy (nats)",
+     [("code_entropy", "codes", ORANGE, "-", "o"), ("prediction_entropy", "softmax(scores / T)", SKY, "--", "s")],
+     [("ln_k", "ln K (uniform codes)", "#888888")]),
+    ("Prototype usage (fixed large crops)", "prototypes",
+     [("prototypes_used", "ever the nearest", GREEN, "-", "o"),
+      ("prototypes_effective", "effective number", PURPLE, "--", "^")], [("n_prototypes", "K", "#888888")]),
+    ("Effective rank of the encoder features", "effective rank",
+     [("effective_rank", "effective rank", BLUE, "-", "o")], []),
+    ("Cross-sensor agreement (a plant's two photos)", "share / cosine",
+     [("same_prototype", "same nearest prototype", VERMILLION, "-", "o"),
+      ("same_prototype_chance", "same prototype by chance", VERMILLION, ":", "x"),
+      ("cosine_same_plant", "cosine, same plant", BLUE, "-", "s"),
+      ("cosine_other_plants", "cosine, other plants", BLUE, ":", "+")], []),
+    ("Linear CKA of the encoder features", "CKA",
+     [("cka_final", "to the final checkpoint", BLACK, "-", "o"), ("cka_previous", "to the previous one", ORANGE, "--", "s"),
+      ("cka_final_baseline", "to the final, rows shuffled", "#888888", ":", "x")], []),
+    ("Weight norm (encoder and head)", "L2 norm", [("weight_norm", "weight norm", GREEN, "-", "o")], []),
+]
+
+
+def plot_dynamics(table: pd.DataFrame, curve: pd.DataFrame | None = None, drops=(), window: int | None = None):
+    """Every measure of ``table`` (:func:`progress_measures`) on one step axis, in small multiples; the
+    first panel holds the loss: ``curve`` (columns step, loss: the per-step training loss, drawn raw and
+    under a running median of ``window`` steps) and the fixed-crop loss. Each drop of ``drops``
+    (:func:`rice_lab.explain.changepoints.find_drops`) is a vertical line in every panel. Returns the figure."""
+    import matplotlib.pyplot as plt
+
+    from rice_lab.explain.changepoints import default_window, rolling_median
+
+    missing = [c for c in ("step", "loss_fixed_crops", "n_prototypes") if c not in table]
+    if missing:
+        raise ConfigError(f"the table has no column {', '.join(missing)}: pass progress_measures' table")
+    data = table.sort_values("step").assign(ln_k=np.log(table["n_prototypes"].astype(float)))
+    fig, axes = plt.subplots(4, 2, figsize=(12, 12), sharex=True)
+    axes = axes.ravel()
+    ax = axes[0]
+    if curve is not None and len(curve):
+        curve = curve.sort_values("step")
+        ax.plot(curve["step"], curve["loss"], color="#BBBBBB", linewidth=0.5, label="training loss, each step")
+        smooth = rolling_median(curve["loss"], window or default_window(len(curve)))
+        ax.plot(curve["step"], smooth, color=BLACK, linewidth=1.2, label="training loss, running median")
+    ax.plot(data["step"], data["loss_fixed_crops"], color=BLUE, linestyle="--", marker="o", markersize=4,
+            label="fixed validation crops")
+    ax.axhline(float(data["ln_k"].iloc[0]), color="#888888", linestyle=":", linewidth=1, label="ln K (uniform codes)")
+    ax.set_title("SwAV loss")
+    ax.set_ylabel("loss")
+    for ax, (title, ylabel, series, references) in zip(axes[1:], PANELS):
+        for column, label, colour, style, marker in series:
+            if column in data and data[column].notna().any():
+                ax.plot(data["step"], data[column], color=colour, linestyle=style, marker=marker, markersize=4,
+                        label=label)
+        for column, label, colour in references:
+            if column in data and data[column].notna().any():
+                ax.axhline(float(data[column].iloc[0]), color=colour, linestyle=":", linewidth=1, label=label)
+        ax.set_title(title, fontsize=10)
+        ax.set_ylabel(ylabel)
+    for ax in axes:
+        for i, drop in enumerate(drops):
+            ax.axvline(drop.step, color=BLACK, linestyle=(0, (4, 2)), linewidth=1,
+                       label=f"drop at step {drop.step:g} (-{drop.size:.2f})" if ax is axes[0] else None)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7, loc="best")
+    for ax in axes[-2:]:
+        ax.set_xlabel("training step")
+    found = ", ".join(f"{d.step:g}" for d in drops) if len(drops) else "none"
+    fig.suptitle(f"Progress measures at {len(data)} checkpoints; sudden drops in the training loss: {found}")
+    fig.tight_layout()
+    return fig
+
+
+__all__ = ["MEASURES", "plot_dynamics", "DynamicsInputs", "checkpoint_measures", "code_entropy", "crop_measures", "data_root",
            "dynamics_inputs", "fixed_crops", "photo_outputs", "probe_measures", "progress_measures",
            "prototype_usage", "run_checkpoints", "sensor_agreement", "weight_norm"]
