@@ -172,3 +172,41 @@ def test_the_figure_puts_every_measure_on_one_axis_with_the_drops_marked(swav_ru
             "effective rank", "same nearest prototype", "to the final checkpoint", "weight norm"} <= plotted
     assert "drop at step 12" in " ".join(axes[0].get_legend_handles_labels()[1])
     plt.close(fig)
+
+
+def test_the_command_writes_the_table_the_drops_and_the_figure(swav_run, tmp_path, capsys):
+    import pandas as pd
+
+    from rice_lab.cli import main
+
+    out = tmp_path / "dynamics"
+    assert main(["dynamics", str(swav_run), "--out", str(out), "--every", "2"]) == 0
+    written = pd.read_csv(out / "dynamics.csv")
+    steps = [checkpoint_step(p) for p in list_checkpoints(swav_run)]
+    assert list(written.columns) == list(MEASURES)
+    assert list(written["step"]) == steps[::2] + ([steps[-1]] if (len(steps) - 1) % 2 else [])
+    assert list(pd.read_csv(out / "drops.csv").columns) == ["step", "start", "end", "size", "before", "after",
+                                                              "noise", "sigmas"]
+    assert (out / "dynamics.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    stdout = capsys.readouterr().out
+    assert f"({len(written)} checkpoints)" in stdout and "sudden drops in the training loss:" in stdout
+
+
+def test_the_command_refuses_bad_runs_in_one_line(swav_run, tmp_path, capsys):
+    from rice_lab.cli import main
+
+    manifest = json.loads((swav_run / "manifest.json").read_text())
+    classifier, bare = tmp_path / "classifier", tmp_path / "bare"
+    for folder, kind in ((classifier, "finetune"), (bare, "pretrain")):
+        folder.mkdir()
+        (folder / "manifest.json").write_text(json.dumps({**manifest, "kind": kind}))
+    cases = [([str(classifier)], "a 'finetune' run, not a pre-training one"),
+             ([str(bare)], "no snapshots (step-*.pt) to measure"),
+             ([str(tmp_path / "nowhere")], "manifest.json: not found"),
+             ([str(swav_run), "--data", str(tmp_path / "no-data")], "no-data: the data folder of")]
+    for args, message in cases:
+        assert main(["dynamics", *args, "--out", str(tmp_path / "out"), "--no-progress"]) == 1
+        err = capsys.readouterr().err
+        assert err.startswith("rice-lab: error: ") and message in err, err
+        assert len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()  # nothing written for a run that cannot be measured

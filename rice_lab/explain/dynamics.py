@@ -3,6 +3,8 @@
     dynamics_inputs(run_dir, data=None)          -> DynamicsInputs: the fixed crops and photos, made once
     checkpoint_measures(path, inputs, ...)       -> one row of measures for one snapshot
     progress_measures(run_dir, data=None)        -> DataFrame: one row per checkpoint (step)
+    plot_dynamics(table, curve, drops)           -> every measure on one step axis, the drops marked
+    write_dynamics(run_dir, out)                 -> dynamics.csv, drops.csv, dynamics.png (``rice-lab dynamics``)
     prototype_usage / code_entropy / sensor_agreement / weight_norm -> the measures, on tensors
 
 A loss curve says *that* something changed, not *what*. Grokking was explained (Nanda et al. 2023)
@@ -416,12 +418,15 @@ def progress_measures(run_dir: str | Path | DynamicsInputs, data: str | Path | N
     chosen = inputs.checkpoints[::every]
     if chosen[-1] != inputs.checkpoints[-1]:
         chosen.append(inputs.checkpoints[-1])
-    final_row, final_features = checkpoint_measures(chosen[-1], inputs, timings=timings, device=device)
-    rows, previous = [], None
-    bar = progress_bar(chosen[:-1], display=progress, leave=False) if progress else chosen[:-1]
+    order = [chosen[-1], *chosen[:-1]]  # the final first: every other row's CKA is to its features
+    bar = progress_bar(order, leave=False) if progress else order
+    rows, final_row, final_features, previous = [], None, None, None
     for path in bar:
         if progress:
             bar.comment = path.name
+        if final_row is None:
+            final_row, final_features = checkpoint_measures(path, inputs, timings=timings, device=device)
+            continue
         row, previous = checkpoint_measures(path, inputs, final_features, previous, timings, device)
         rows.append(row)
     with _one_torch_thread():
@@ -513,6 +518,42 @@ def plot_dynamics(table: pd.DataFrame, curve: pd.DataFrame | None = None, drops=
     return fig
 
 
-__all__ = ["MEASURES", "plot_dynamics", "DynamicsInputs", "checkpoint_measures", "code_entropy", "crop_measures", "data_root",
+def training_curve(run_dir: str | Path) -> pd.DataFrame | None:
+    """The per-step training loss a run logged (columns step, loss), or None if it logged none."""
+    from rice_lab.runs import read_metrics
+
+    if not (Path(run_dir) / "metrics.csv").is_file():
+        return None
+    metrics = read_metrics(run_dir)
+    curve = metrics[metrics["kind"] == "train"][["step", "loss"]]
+    return curve if len(curve) else None
+
+
+def write_dynamics(run_dir: str | Path, out: str | Path, data: str | Path | None = None, every: int = 1,
+                   max_plants: int | None = None, progress: bool = True) -> dict:
+    """Measure a pre-training run's checkpoints and write ``dynamics.csv`` (:func:`progress_measures`),
+    ``drops.csv`` (the training loss's sudden drops, :func:`rice_lab.explain.changepoints.find_drops`)
+    and ``dynamics.png`` (:func:`plot_dynamics`) into ``out``. Returns {"table", "drops", "files"}."""
+    import matplotlib.pyplot as plt
+
+    from rice_lab.explain.changepoints import drops_table, find_drops
+
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"{out}: exists and is not a folder; choose another --out")
+    table = progress_measures(run_dir, data, every, max_plants, progress)
+    curve = training_curve(run_dir)
+    drops = find_drops(curve["step"], curve["loss"]) if curve is not None else []
+    out.mkdir(parents=True, exist_ok=True)
+    files = {"table": out / "dynamics.csv", "drops": out / "drops.csv", "figure": out / "dynamics.png"}
+    table.to_csv(files["table"], index=False)
+    drops_table(drops).to_csv(files["drops"], index=False)
+    fig = plot_dynamics(table, curve, drops)
+    fig.savefig(files["figure"], dpi=120)
+    plt.close(fig)
+    return {"table": table, "drops": drops, "files": files}
+
+
+__all__ = ["MEASURES", "plot_dynamics", "training_curve", "write_dynamics", "DynamicsInputs", "checkpoint_measures", "code_entropy", "crop_measures", "data_root",
            "dynamics_inputs", "fixed_crops", "photo_outputs", "probe_measures", "progress_measures",
            "prototype_usage", "run_checkpoints", "sensor_agreement", "weight_norm"]
