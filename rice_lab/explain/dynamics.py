@@ -31,7 +31,7 @@ nearest prototype (beside the rate two independent draws from the prototypes' us
 their cosine similarity (beside that of photos of different plants). And the L2 norm of the encoder's
 and head's weights.
 
-Everything runs without gradients, in eval mode, batched, on the CPU (or the device given).
+Everything runs without gradients, in eval mode, batched, on the CPU.
 """
 
 from __future__ import annotations
@@ -284,10 +284,9 @@ def crop_measures(net: torch.nn.Module, crops: list[list[torch.Tensor]], swav: S
     and prototype usage on the fixed crops."""
     from rice_lab.ssl.loss import swav_codes, swav_loss
 
-    device = next(net.parameters()).device
     losses, codes, large = [], [], []
     for batch in crops:
-        _, scores = net([crop.to(device) for crop in batch])
+        _, scores = net(batch)
         per_crop = list(scores.float().cpu().chunk(len(batch)))
         losses.append(float(swav_loss(per_crop, n_large, swav.temperature, None, swav.sinkhorn_iters, swav.epsilon)))
         for i in range(n_large):
@@ -322,8 +321,7 @@ def photo_outputs(net: torch.nn.Module, photos: dict[str, torch.Tensor], height:
     for camera, images in photos.items():
         features = encode(encoder, images, camera, stats=net.normalization[camera],
                           height=height or net.photo_height, batch_size=batch_size)
-        head_device = next(net.head.parameters()).device
-        embeddings = F.normalize(net.head(features.to(head_device)), dim=1)
+        embeddings = F.normalize(net.head(features), dim=1)
         out[camera] = (features, embeddings.float().cpu(), net.prototypes(embeddings).float().cpu())
     return out
 
@@ -366,8 +364,8 @@ def _cka(x: torch.Tensor, y: torch.Tensor | None, permutations: int = 0) -> tupl
 
 
 def checkpoint_measures(path: str | Path, inputs: DynamicsInputs, final_features: torch.Tensor | None = None,
-                        previous_features: torch.Tensor | None = None, timings: dict | None = None,
-                        device: str | torch.device | None = None) -> tuple[dict, torch.Tensor]:
+                        previous_features: torch.Tensor | None = None,
+                        timings: dict | None = None) -> tuple[dict, torch.Tensor]:
     """One row of :data:`MEASURES` for the snapshot at ``path``, and its photos' encoder features (both
     cameras stacked) for the next row's CKA. ``final_features``: the final checkpoint's (None: this one
     is the final). ``timings`` (a dict) gains the seconds spent per group of measures."""
@@ -376,8 +374,6 @@ def checkpoint_measures(path: str | Path, inputs: DynamicsInputs, final_features
     start = time.perf_counter()
     with _timed(timings, "load"):
         net = load_swav_model(path)
-        if device is not None:
-            net = net.to(device)
         state = torch.load(path, map_location="cpu", weights_only=True)
     row = {"step": int(state.get("step", -1)), "epoch": int(state.get("epoch", -1)), "checkpoint": Path(path).name}
     config = inputs.config
@@ -406,8 +402,8 @@ def checkpoint_measures(path: str | Path, inputs: DynamicsInputs, final_features
 
 
 def progress_measures(run_dir: str | Path | DynamicsInputs, data: str | Path | None = None, every: int = 1,
-                      max_plants: int | None = None, progress: bool = True, timings: dict | None = None,
-                      device: str | torch.device | None = None) -> pd.DataFrame:
+                      max_plants: int | None = None, progress: bool = True,
+                      timings: dict | None = None) -> pd.DataFrame:
     """:data:`MEASURES` at every ``every``-th checkpoint of a pre-training run (the first and the final
     always), one row per checkpoint in step order. ``run_dir`` may be prepared :class:`DynamicsInputs`."""
     from fastprogress.fastprogress import progress_bar
@@ -425,9 +421,9 @@ def progress_measures(run_dir: str | Path | DynamicsInputs, data: str | Path | N
         if progress:
             bar.comment = path.name
         if final_row is None:
-            final_row, final_features = checkpoint_measures(path, inputs, timings=timings, device=device)
+            final_row, final_features = checkpoint_measures(path, inputs, timings=timings)
             continue
-        row, previous = checkpoint_measures(path, inputs, final_features, previous, timings, device)
+        row, previous = checkpoint_measures(path, inputs, final_features, previous, timings)
         rows.append(row)
     with _one_torch_thread():
         final_row["cka_previous"] = _cka(final_features, previous)[0]
