@@ -210,3 +210,19 @@ def test_the_command_refuses_bad_runs_in_one_line(swav_run, tmp_path, capsys):
         assert err.startswith("rice-lab: error: ") and message in err, err
         assert len(err.strip().splitlines()) == 1
     assert not (tmp_path / "out").exists()  # nothing written for a run that cannot be measured
+
+
+def test_the_final_encoder_counts_when_it_is_later_than_every_snapshot(swav_run, tmp_path):
+    copy = Path(shutil.copytree(swav_run, tmp_path / "swav"))
+    snapshots = list_checkpoints(copy)
+    assert run_checkpoints(copy) == snapshots  # encoder.pt is the last snapshot's step: not twice
+    snapshots[-1].unlink()
+    assert run_checkpoints(copy) == snapshots[:-1] + [copy / "encoder.pt"]
+
+
+def test_fewer_plants_keep_every_disease(swav_run, inputs):
+    fewer = dynamics_inputs(swav_run, max_plants=15)
+    assert 12 <= len(fewer.plants) <= 16 < len(inputs.plants)
+    assert set(fewer.plants["label"]) == set(inputs.plants["label"])
+    assert set(fewer.plants["plant_id"]) <= set(inputs.plants["plant_id"])
+    assert fewer.photos["rgb"].shape[0] == len(fewer.plants) == len(fewer.targets["label"])

@@ -13,16 +13,17 @@ How a drop is told from noise and from a steady decline:
    medians' successive differences by their median absolute deviation (a drop is one large
    difference among many and barely moves it).
 2. **Segmentation.** PELT (Killick, Fearnhead & Eckley 2012) splits the medians into straight
-   pieces, minimising the pieces' squared residuals plus ``penalty * noise^2 * ln(pieces' points)``
+   pieces, minimising the pieces' squared residuals plus ``penalty * noise^2 * ln(number of medians)``
    per piece (each piece may start at its own level, so a drop within one window is a jump
    between two pieces). A steady decline, straight or gently curving, needs one or a few pieces.
 3. **Drops.** A drop is a fall between two pieces (a jump, or steep pieces in between) that is
-   (a) at least ``min_sigmas`` times the noise, (b) at least ``ratio`` times as fast as the pieces on
-   both sides of it, each of which lasts at least as long as the drop itself, and (c) a fall that stays: the curve ends the piece after it at least
-   ``min_sigmas`` noise below where it was before, and had started the piece before it at least as
-   far above where it lands (a spike up and back, or down and back, is no drop). So a drop needs a
-   slower stretch before and after it: the fast start of every loss curve, with nothing before it,
-   is not a drop, and neither is any stretch of a curve that falls at an even pace.
+   (a) at least ``min_sigmas`` times the noise; (b) at least ``ratio`` times as fast as the pieces on
+   both sides of it, each of which lasts at least as long as the drop itself; and (c) a fall that
+   stays: the curve ends the piece after it at least ``min_sigmas`` noise below where it was before,
+   and had started the piece before it at least as far above where it lands (a spike up and back,
+   or down and back, is no drop). So a drop needs a slower stretch before and after it: the fast
+   start of every loss curve, with nothing before it, is not a drop, and neither is any stretch of
+   a curve that falls at an even pace.
 
 Each drop's ``step`` is where the curve under a running median of one window first crosses halfway
 between its level before and after; ``start`` and ``end`` are the last step of the piece before and

@@ -433,15 +433,16 @@ def progress_measures(run_dir: str | Path | DynamicsInputs, data: str | Path | N
 
 # --- the figure --------------------------------------------------------------------------------------
 
-# Each panel: (title, y label, [(column, label, colour, line style, marker)], [(column, label, colour)] of
-# constant reference lines, drawn dotted without markers). Colours are Okabe-Ito; within a panel no two series share a line style and
-# marker, so colour is never the only signal.
+# Each panel: (title, y label, [(column, label, colour, line style, marker)], [(column, label, colour)]
+# of constant reference lines, drawn dotted without markers). Colours are Okabe-Ito; within a panel no
+# two series share a line style and marker, so colour is never the only signal.
 BLUE, ORANGE, GREEN, PURPLE, SKY, VERMILLION, BLACK = "#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", \
     "#D55E00", "#000000"
 PANELS = [
     ("Probes (cross-validated)", "accuracy",
      [("knn_label", "disease, kNN", PURPLE, "-", "o"), ("linear_label", "disease, linear", PURPLE, "--", "s"),
-      ("knn_background", "background, kNN", BLUE, "-", "^"), ("linear_background", "background, linear", BLUE, "--", "D")],
+      ("knn_background", "background, kNN", BLUE, "-", "^"),
+      ("linear_background", "background, linear", BLUE, "--", "D")],
      [("majority_label", "disease, commonest class", PURPLE), ("majority_background", "background, commonest class",
                                                                   BLUE)]),
     ("Sinkhorn codes and the model's assignment", "entropy (nats)",
@@ -458,7 +459,8 @@ PANELS = [
       ("cosine_same_plant", "cosine, same plant", BLUE, "-", "s"),
       ("cosine_other_plants", "cosine, other plants", BLUE, ":", "+")], []),
     ("Linear CKA of the encoder features", "CKA",
-     [("cka_final", "to the final checkpoint", BLACK, "-", "o"), ("cka_previous", "to the previous one", ORANGE, "--", "s"),
+     [("cka_final", "to the final checkpoint", BLACK, "-", "o"),
+      ("cka_previous", "to the previous one", ORANGE, "--", "s"),
       ("cka_final_baseline", "to the final, rows shuffled", "#888888", ":", "x")], []),
     ("Weight norm (encoder and head)", "L2 norm", [("weight_norm", "weight norm", GREEN, "-", "o")], []),
 ]
@@ -550,6 +552,6 @@ def write_dynamics(run_dir: str | Path, out: str | Path, data: str | Path | None
     return {"table": table, "drops": drops, "files": files}
 
 
-__all__ = ["MEASURES", "plot_dynamics", "training_curve", "write_dynamics", "DynamicsInputs", "checkpoint_measures", "code_entropy", "crop_measures", "data_root",
-           "dynamics_inputs", "fixed_crops", "photo_outputs", "probe_measures", "progress_measures",
-           "prototype_usage", "run_checkpoints", "sensor_agreement", "weight_norm"]
+__all__ = ["MEASURES", "DynamicsInputs", "checkpoint_measures", "code_entropy", "crop_measures", "data_root",
+           "dynamics_inputs", "fixed_crops", "photo_outputs", "plot_dynamics", "probe_measures", "progress_measures",
+           "prototype_usage", "run_checkpoints", "sensor_agreement", "training_curve", "weight_norm", "write_dynamics"]
