@@ -295,7 +295,7 @@ def build_parser() -> argparse.ArgumentParser:
     judge.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples")
     judge.set_defaults(func=_cmd_evaluate)
 
-    exp = commands.add_parser("experiment", help="many fine-tuning runs -> a table (CSV) and a figure with 95 % CIs",
+    exp = commands.add_parser("experiment", help="many fine-tuning runs -> a table (CSV) and a figure with 95 %% CIs",
                               description="Runs live under OUT/runs and are reused or resumed when the command "
                                           "is run again; nothing is deleted.")
     exp.add_argument("name", choices=["label-efficiency", "sensors", "self-distillation", "leakage"])
@@ -313,6 +313,23 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--min-steps", type=int, default=200, help="label-efficiency: least optimiser steps per run")
     exp.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     exp.set_defaults(func=_cmd_experiment)
+
+    dyn = commands.add_parser("dynamics", help="progress measures at every checkpoint of a pre-training run",
+                              description="Measures every checkpoint of a pre-training run (SwAV loss on fixed "
+                                          "validation crops, probes, prototype usage, codes, cross-sensor "
+                                          "agreement, CKA, effective rank, weight norm), finds sudden drops in "
+                                          "its training loss, and writes dynamics.csv, drops.csv and "
+                                          "dynamics.png into --out. The run is only read.")
+    dyn.add_argument("run", type=Path, help="a pre-training run directory (rice-lab pretrain --out)")
+    dyn.add_argument("--out", type=Path, required=True, help="folder for dynamics.csv, drops.csv, dynamics.png")
+    dyn.add_argument("--data", type=Path, default=None,
+                     help="the Zindi folder the run was trained on (default: the path in its manifest)")
+    dyn.add_argument("--every", type=int, default=1, help="measure every N-th checkpoint (the final always)")
+    dyn.add_argument("--max-plants", type=int, default=None,
+                     help="probe at most this many labelled plants (a draw stratified by disease)")
+    dyn.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    dyn.add_argument("--no-progress", action="store_true", help="no progress bar")
+    dyn.set_defaults(func=_cmd_dynamics)
     return parser
 
 
@@ -367,32 +384,6 @@ def _cmd_dynamics(args: argparse.Namespace) -> int:
     print(f"wrote {files['table']} ({len(found['table'])} checkpoints), {files['drops']} and {files['figure']}")
     print(f"sudden drops in the training loss: {shown}")
     return 0
-
-
-_build_parser_before_dynamics = build_parser
-
-
-def build_parser() -> argparse.ArgumentParser:  # noqa: F811 - adds `dynamics` to the commands above
-    """All sub-commands and their flags, ``dynamics`` included."""
-    parser = _build_parser_before_dynamics()
-    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    dyn = commands.add_parser("dynamics", help="progress measures at every checkpoint of a pre-training run",
-                              description="Measures every checkpoint of a pre-training run (SwAV loss on fixed "
-                                          "validation crops, probes, prototype usage, codes, cross-sensor "
-                                          "agreement, CKA, effective rank, weight norm), finds sudden drops in "
-                                          "its training loss, and writes dynamics.csv, drops.csv and "
-                                          "dynamics.png into --out. The run is only read.")
-    dyn.add_argument("run", type=Path, help="a pre-training run directory (rice-lab pretrain --out)")
-    dyn.add_argument("--out", type=Path, required=True, help="folder for dynamics.csv, drops.csv, dynamics.png")
-    dyn.add_argument("--data", type=Path, default=None,
-                     help="the Zindi folder the run was trained on (default: the path in its manifest)")
-    dyn.add_argument("--every", type=int, default=1, help="measure every N-th checkpoint (the final always)")
-    dyn.add_argument("--max-plants", type=int, default=None,
-                     help="probe at most this many labelled plants (a draw stratified by disease)")
-    dyn.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    dyn.add_argument("--no-progress", action="store_true", help="no progress bar")
-    dyn.set_defaults(func=_cmd_dynamics)
-    return parser
 
 
 def main(argv: list[str] | None = None) -> int:

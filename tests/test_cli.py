@@ -81,3 +81,20 @@ def test_synth_width_names_the_width_and_size_is_still_accepted(tmp_path, capsys
     assert '"same_lesion_colours": true' in (tmp_path / "a" / "synth_config.json").read_text()
     assert main(["data", "synth", str(tmp_path / "b"), "--plants", "4", "--size", "40", "--workers", "1"]) == 0
     assert '"width": 40' in (tmp_path / "b" / "synth_config.json").read_text()
+
+
+def test_every_command_has_a_help_page():
+    """argparse formats help lazily: a stray '%' in a help string breaks `--help` only when it is asked for."""
+    import argparse
+
+    from rice_lab.cli import build_parser
+
+    parser = build_parser()
+    assert "experiment" in parser.format_help()
+    pending = [parser]
+    while pending:
+        current = pending.pop()
+        current.format_help()
+        for action in current._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                pending.extend(action.choices.values())
