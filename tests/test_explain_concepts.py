@@ -163,7 +163,8 @@ def test_the_table_holds_what_the_chapter_needs_and_its_p_values_are_the_t_test_
     assert len(table) == 2 * 3 * 4 and (table["tests"] == 24).all() and (table["runs"] == 6).all()
     for _, row in table.iterrows():
         here = (scores["layer"] == row["layer"]) & (scores["class"] == row["class"])
-        concept, null = scores[here & (scores["concept"] == row["concept"])], scores[here & (scores["concept"] == RANDOM)]
+        concept = scores[here & (scores["concept"] == row["concept"])]
+        null = scores[here & (scores["concept"] == RANDOM)]
         p = ttest_ind(concept["score"], null["score"]).pvalue
         assert row["p_value"] == pytest.approx(p, nan_ok=True)
         assert row["tcav"] == pytest.approx(concept["score"].mean())
@@ -215,7 +216,10 @@ def test_the_controls_run_the_same_test_on_the_same_sets_for_every_model(runs, h
     # first model's saved activations or CAVs reused), and the random-init copy's differ from both
     alone = tcav_controls({"shuffled-labels": runs[1]}, concept_plants, class_plants, concepts=["lesion", "leaf"],
                           layers=["body.7"], random=4, count=6, per_class=4, random_init=False)
-    rows = lambda name: result.scores[result.scores["model"] == name].drop(columns="model").reset_index(drop=True)  # noqa: E731
+
+    def rows(name: str) -> pd.DataFrame:
+        return result.scores[result.scores["model"] == name].drop(columns="model").reset_index(drop=True)
+
     pd.testing.assert_frame_equal(alone.scores.drop(columns="model"), rows("shuffled-labels"))
     assert not rows("random-init")[["score", "cav_accuracy"]].equals(rows("trained")[["score", "cav_accuracy"]])
 

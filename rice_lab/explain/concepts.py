@@ -188,9 +188,9 @@ def concept_set(plants: pd.DataFrame, camera: str, height: int, name: str, codes
         picks.append({"row": int(row), "plant_id": plants["plant_id"].iloc[row], "top": int(tops[k]),
                       "left": int(lefts[k]), "patch": patch, "share": best / (patch * patch)})
     if len(picks) < minimum:
-        raise DataError(f"concept {name!r}: only {len(picks)} of {len(plants)} {camera} photos hold a {patch} x {patch} "
-                        f"px window that is at least {min_share:.0%} {name} (need {minimum}); give more plants, a "
-                        "smaller patch or a lower min_share")
+        raise DataError(f"concept {name!r}: only {len(picks)} of {len(plants)} {camera} photos hold a {patch} x "
+                        f"{patch} px window that is at least {min_share:.0%} {name} (need {minimum}); give more "
+                        "plants, a smaller patch or a lower min_share")
     return _assemble(name, camera, height, plants, picks)
 
 
@@ -293,8 +293,9 @@ def tcav_scores(model: nn.Module, meta: dict, concepts: Mapping[str, ConceptSet]
         raise ConfigError(f"concept names {names}: each must be unique and none may be {RANDOM!r}")
     for s in every:
         if s.camera != every[0].camera or s.height != every[0].height or len(s) < 2:
-            raise ConfigError(f"set {s.name!r} ({len(s)} examples of {s.camera} photos {s.height} px high): every set "
-                              f"needs 2+ examples of one camera at one height ({every[0].camera}, {every[0].height} px)")
+            raise ConfigError(f"set {s.name!r} ({len(s)} examples of {s.camera} photos {s.height} px high): every "
+                              f"set needs 2+ examples of one camera at one height ({every[0].camera}, "
+                              f"{every[0].height} px)")
     if every[0].height != meta["photo_height"]:
         raise ConfigError(f"concept sets cut from photos {every[0].height} px high for a classifier of "
                           f"{meta['photo_height']} px photos: cut them at its photo height")
@@ -458,8 +459,8 @@ def tcav_controls(runs: Mapping[str, str | Path | tuple[nn.Module, dict]], conce
     from rice_lab.evaluate.encode import plant_photos
 
     photos = plant_photos(chosen, camera, height)
-    scores = pd.concat([tcav_scores(model, meta, sets, randoms, photos, chosen["label"], layers, seed).assign(model=name)
-                        for name, (model, meta) in loaded.items()], ignore_index=True)
+    scores = pd.concat([tcav_scores(model, meta, sets, randoms, photos, chosen["label"], layers, seed)
+                        .assign(model=name) for name, (model, meta) in loaded.items()], ignore_index=True)
     return TCAVResult(scores, significance(scores, alpha), _sources(list(sets.values())))
 
 
