@@ -330,6 +330,28 @@ def build_parser() -> argparse.ArgumentParser:
     dyn.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     dyn.add_argument("--no-progress", action="store_true", help="no progress bar")
     dyn.set_defaults(func=_cmd_dynamics)
+
+    explain = commands.add_parser(
+        "explain", help="explain a fine-tuned classifier and test the explanations: tables, figures, report.html",
+        description="Attribution maps of held-out photos, scored for localisation (against the lesion masks, when "
+                    "the data has them), faithfulness and robustness beside a random and an edge baseline, with "
+                    "the randomisation sanity checks; everything gathered in OUT/report.html, which opens offline.")
+    explain.add_argument("run", type=Path, help="a fine-tuning run directory")
+    explain.add_argument("data", type=Path, help="Zindi-layout folder (masks/ enables the localisation metrics)")
+    explain.add_argument("--out", type=Path, required=True, help="report folder to create (or an earlier report's)")
+    explain.add_argument("--methods", nargs="+", default=None, metavar="METHOD",
+                         help="attribution methods, by name or comma-separated (default: saliency, integrated "
+                              "gradients, Grad-CAM and Guided Grad-CAM)")
+    explain.add_argument("--images", type=int, default=None,
+                         help="held-out plants explained (default: as many as 2 CPU cores explain in minutes)")
+    explain.add_argument("--seed", type=int, default=0, help="which plants, and every method's and metric's noise")
+    explain.add_argument("--camera", choices=["both", "rgb", "rgnir"], default="both", help="which photos")
+    explain.add_argument("--concepts", action="store_true",
+                         help="add TCAV on concepts cut with the material masks, with its controls (minutes)")
+    explain.add_argument("--shuffled", type=Path, default=None, metavar="RUN",
+                         help="the run's twin fine-tuned with --shuffled-labels: adds data randomisation")
+    explain.add_argument("--no-progress", action="store_true", help="no progress bar")
+    explain.set_defaults(func=_cmd_explain)
     return parser
 
 
@@ -383,6 +405,22 @@ def _cmd_dynamics(args: argparse.Namespace) -> int:
     shown = ", ".join(f"step {d.step:g} (-{d.size:.3f}, {d.sigmas:.0f} x noise)" for d in drops) or "none"
     print(f"wrote {files['table']} ({len(found['table'])} checkpoints), {files['drops']} and {files['figure']}")
     print(f"sudden drops in the training loss: {shown}")
+    return 0
+
+
+@_one_line
+def _cmd_explain(args: argparse.Namespace) -> int:
+    from rice_lab.explain.report import DEFAULT_IMAGES, DEFAULT_METHODS, explain_run
+
+    methods = [m.strip() for text in args.methods or [] for m in text.split(",") if m.strip()] or DEFAULT_METHODS
+    images = DEFAULT_IMAGES if args.images is None else args.images
+    report = explain_run(args.run, args.data, args.out, methods=methods, images=images, seed=args.seed,
+                         cameras=None if args.camera == "both" else args.camera, concepts=args.concepts,
+                         shuffled=args.shuffled, progress=not args.no_progress)
+    if "localisation" in report.skipped:
+        print(f"rice-lab: warning: localisation skipped: {report.skipped['localisation']}", file=sys.stderr)
+    print(f"wrote {report.html} ({report.seconds['total']:.0f} s; tables table.csv and table.md, figures in "
+          f"{report.out / 'figures'})")
     return 0
 
 

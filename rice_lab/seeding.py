@@ -31,6 +31,9 @@ STREAMS = (
     "explain-road",   # ROAD's imputation noise, keyed by the percentage removed
     "explain-perturb",  # infidelity's and max-sensitivity's input perturbations
     "explain-randomise",  # the sanity checks' re-initialised weights, keyed by the step
+    "explain-concepts",  # which photos and windows give concept and random patches, keyed by concept
+    "explain-tcav",   # the concept classifiers' splits and SGD order, keyed by the fit
+    "explain-sample",  # which plants a report explains
 )
 
 

@@ -12,6 +12,9 @@
     FusedClassifier, explain_fused, camera_shares            -> the fused prediction, both photos at once (fused)
     load_similarity, explain_similarity, similarity_localisation -> the SSL encoder's two-photo agreement (encoder)
     localisation_scores, score_table                         -> per-camera localisation rows; mean and CI tables (metrics)
+    concept_sets / random_sets(plants, camera, height)       -> patches cut with the material masks (concepts)
+    tcav(model, meta, ...), tcav_controls(runs, ...)         -> TCAV per layer, class, concept, with its t-test (concepts)
+    explain_run(run, data, out)                              -> tables, figures and report.html (`rice-lab explain`) (report)
     interval(values)                                         -> mean and bootstrap CI over images
     encoder_embeddings / classifier_embeddings(run, plants)  -> Embeddings of every photo (embeddings)
     tsne_map, tsne_sweep, map_scores, plot_map, plot_sweep   -> t-SNE with photos, and its numbers
@@ -46,6 +49,9 @@ _WHERE = {
     "FusedClassifier": "fused", "explain_fused": "fused", "camera_shares": "fused",
     "load_similarity": "encoder", "explain_similarity": "encoder", "similarity_localisation": "encoder",
     "localisation_scores": "metrics", "score_table": "metrics",
+    "CONCEPTS": "concepts", "concept_set": "concepts", "concept_sets": "concepts", "random_sets": "concepts",
+    "tcav": "concepts", "tcav_scores": "concepts", "tcav_controls": "concepts", "significance": "concepts",
+    "explain_run": "report",
 }
 
 
