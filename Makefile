@@ -14,7 +14,7 @@ export RICE_LAB_DATA := $(abspath $(DATA))
 export RICE_LAB_RUNS := $(abspath $(RUNS))
 export MPLBACKEND := Agg
 
-.PHONY: install data pipeline classifiers book test exercises experiments bench clean
+.PHONY: install data pipeline classifiers book test exercises experiments bench clean FORCE
 
 install: $(STAMP)
 
@@ -29,7 +29,15 @@ $(STAMP): pyproject.toml
 # generator or its settings change.
 data: $(DATA)/.complete
 
-$(DATA)/.complete: $(STAMP) $(wildcard rice_lab/data/synthetic/*.py) rice_lab/data/zindi.py Makefile
+# The generator's settings, rewritten only when they change, so that editing the Makefile for another
+# reason does not regenerate the data (and wipe the book's execution cache with it).
+DATA_SETTINGS := $(DATA).settings
+$(DATA_SETTINGS): FORCE
+	@mkdir -p $(dir $@); echo "plants=$(PLANTS) width=$(WIDTH) seed=$(SEED)" | cmp -s - $@ \
+		|| echo "plants=$(PLANTS) width=$(WIDTH) seed=$(SEED)" > $@
+FORCE:
+
+$(DATA)/.complete: $(wildcard rice_lab/data/synthetic/*.py) rice_lab/data/zindi.py $(DATA_SETTINGS) | $(STAMP)
 	$(BIN)/rice-lab data synth $(DATA) --plants $(PLANTS) --width $(WIDTH) --seed $(SEED)
 	$(BIN)/rice-lab data synth $(DATA)-same-lesion-colours --plants $(PLANTS) --width $(WIDTH) --seed $(SEED) \
 		--same-lesion-colours  # the data chapter's variant: lesions of one colour recipe
