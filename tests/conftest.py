@@ -18,3 +18,12 @@ def synth_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("synth") / "rice"
     synthesize(root, SynthConfig(plants=48, width=64, seed=0, workers=1))
     return root
+
+
+@pytest.fixture(scope="session")
+def encoder_run(synth_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny SwAV run on ``synth_root`` (one epoch, 32 px crops of 32 px photos), shared read-only by
+    the fine-tuning tests: one pre-training per session instead of one per test module."""
+    from explain_classifier import train_tiny_swav
+
+    return train_tiny_swav(synth_root, tmp_path_factory.mktemp("pretrain") / "swav")

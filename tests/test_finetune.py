@@ -18,21 +18,10 @@ from rice_lab.evaluate.calibration import as_logits, fit_temperature, log_loss, 
 from rice_lab.finetune.config import get_preset
 from rice_lab.finetune.predictions import FUSED, FUSED_LOGITS, check_plants, predict
 from rice_lab.finetune.train import cached_finetune, finetune
-from rice_lab.presets import get_preset as pretrain_preset
 from rice_lab.runs import read_metrics
-from rice_lab.ssl.pretrain import pretrain
 
 # 2 epochs of 3 steps (24 photos of 12 training plants... at batch 8), 32 px photos.
 TINY = dict(epochs=2, batch_size=8, photo_height=32, progress=False, threads=1)
-
-
-@pytest.fixture(scope="module")
-def encoder_run(synth_root, tmp_path_factory) -> Path:
-    """A tiny SwAV run: one epoch, 32 px crops of 32 px photos."""
-    out = tmp_path_factory.mktemp("pretrain") / "swav"
-    return pretrain(pretrain_preset("cpu-tiny", data=str(synth_root), out=str(out), epochs=1, batch_size=8,
-                                    photo_height=32, crops={"size": 32}, progress=False, threads=1,
-                                    checkpoint_every=0, resume_every=0))
 
 
 def tiny(data, out, encoder, **overrides):

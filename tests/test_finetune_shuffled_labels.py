@@ -15,18 +15,8 @@ from rice_lab.errors import ConfigError
 from rice_lab.finetune.config import get_preset
 from rice_lab.finetune.data import assign_roles, shuffle_training_labels
 from rice_lab.finetune.train import finetune
-from rice_lab.presets import get_preset as pretrain_preset
-from rice_lab.ssl.pretrain import pretrain
 
 TINY = dict(epochs=1, batch_size=8, photo_height=32, progress=False, threads=1)
-
-
-@pytest.fixture(scope="module")
-def encoder_run(synth_root, tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("pretrain") / "swav"
-    return pretrain(pretrain_preset("cpu-tiny", data=str(synth_root), out=str(out), epochs=1, batch_size=8,
-                                    photo_height=32, crops={"size": 32}, progress=False, threads=1,
-                                    checkpoint_every=0, resume_every=0))
 
 
 class Targets(Callback):
