@@ -23,19 +23,10 @@ from __future__ import annotations
 import argparse
 import os
 import time
-from typing import Callable
 
 import numpy as np
 import torch
-
-
-def best_time(run: Callable[[], object], rounds: int) -> float:
-    times = []
-    for _ in range(rounds):
-        start = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - start)
-    return min(times)
+from timing import best_time
 
 
 def spaced(items: list, count: int) -> list:

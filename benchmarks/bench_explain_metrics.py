@@ -23,20 +23,11 @@ Ratios are the peer's time over ours: above 1 means rice_lab is faster. Target: 
 from __future__ import annotations
 
 import argparse
-import time
 from typing import Callable
 
 import numpy as np
 import torch
-
-
-def best_time(run: Callable[[], object], rounds: int) -> float:
-    times = []
-    for _ in range(rounds):
-        start = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - start)
-    return min(times)
+from timing import best_time
 
 
 def inputs(n: int, height: int, seed: int = 0):

@@ -19,12 +19,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from timing import default_data, training_clock
 
 VARIANTS = ("rice_lab", "minimal")
 
@@ -41,35 +42,15 @@ def _config(args, out: str):
 
 
 def run_rice_lab(args) -> float:
-    from fastai.callback.core import Callback
-
     from rice_lab.finetune.train import finetune
 
     times: list[float] = []
-
-    class Timer(Callback):
-        order = 100
-        paused = 0.0
-
-        def before_fit(self):
-            times.append(time.perf_counter())
-
-        def before_validate(self):
-            self.validation_start = time.perf_counter()
-
-        def after_validate(self):
-            self.paused += time.perf_counter() - self.validation_start
-
-        def after_batch(self):
-            if self.training:
-                times.append(time.perf_counter() - self.paused)
-                if len(times) > args.warmup + args.steps:
-                    raise _Done("timed enough steps")
+    clock = training_clock(times, args.warmup + args.steps, lambda: _Done("timed enough steps"))
 
     with tempfile.TemporaryDirectory() as tmp:
         config = _config(args, str(Path(tmp) / "run"))
         try:
-            finetune(config, callbacks=[Timer()])
+            finetune(config, callbacks=[clock])
         except _Done:
             pass
     return args.steps * config.batch_size / (times[args.warmup + args.steps] - times[args.warmup])
@@ -131,17 +112,6 @@ def run_minimal(args) -> float:
     return args.steps * config.batch_size / (times[args.warmup + args.steps] - times[args.warmup])
 
 
-def _data(args) -> str:
-    if args.data:
-        return args.data
-    if os.environ.get("RICE_LAB_DATA") and Path(os.environ["RICE_LAB_DATA"]).is_dir():
-        return os.environ["RICE_LAB_DATA"]
-    from rice_lab.data.synthetic import SynthConfig, ensure_synthetic
-
-    root = Path(tempfile.gettempdir()) / "rice-lab-bench" / "synthetic-600-128"
-    return str(ensure_synthetic(root, SynthConfig(plants=600, width=128, seed=0)))
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default=None, help="Zindi folder (default: $RICE_LAB_DATA or synthetic)")
@@ -160,7 +130,7 @@ def main() -> None:
         rate = {"rice_lab": run_rice_lab, "minimal": run_minimal}[args.variant](args)
         print(json.dumps({"variant": args.variant, "images_per_s": rate}))
         return
-    args.data = _data(args)
+    args.data = str(default_data(args.data))
     results: dict[str, list[float]] = {v: [] for v in VARIANTS}
     for _ in range(args.rounds):
         for variant in VARIANTS:

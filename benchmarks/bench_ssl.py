@@ -22,13 +22,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
 import subprocess
 import sys
-import tempfile
 import time
-from pathlib import Path
+
+from timing import default_data, training_clock
 
 VARIANTS = ("rice_lab", "minimal", "lightly", "lightly-batched", "loader")
 
@@ -53,34 +52,13 @@ def _rate(times: list[float], warmup: int, steps: int, batch: int) -> float:
 
 
 def run_rice_lab(config, plants, warmup: int, steps: int) -> float:
-    from fastai.callback.core import Callback, CancelFitException
+    from fastai.callback.core import CancelFitException
 
     from rice_lab.ssl.pretrain import build_learner
 
     times: list[float] = []
-
-    class Timer(Callback):
-        """A training-only clock: the end-of-epoch validation pass (which the other variants do not
-        run) is taken off, so every variant is timed on the same work."""
-        order = 100
-        paused = 0.0
-
-        def before_fit(self):
-            times.append(time.perf_counter())
-
-        def before_validate(self):
-            self.validation_start = time.perf_counter()
-
-        def after_validate(self):
-            self.paused += time.perf_counter() - self.validation_start
-
-        def after_batch(self):
-            if self.training:
-                times.append(time.perf_counter() - self.paused)
-                if len(times) > warmup + steps:
-                    raise CancelFitException
-
-    learn, _, _ = build_learner(config, plants, extra_cbs=[Timer()])
+    clock = training_clock(times, warmup + steps, CancelFitException)
+    learn, _, _ = build_learner(config, plants, extra_cbs=[clock])
     learn.fit_one_cycle(config.epochs, config.lr, wd=config.wd, moms=config.moms, pct_start=config.pct_start)
     return _rate(times, warmup, steps, config.batch_size)
 
@@ -283,17 +261,6 @@ def _child(args) -> None:
     print(json.dumps({"variant": args.variant, "images_per_s": rate, **_peak_memory()}))
 
 
-def _data(args) -> Path:
-    if args.data:
-        return Path(args.data)
-    if os.environ.get("RICE_LAB_DATA") and Path(os.environ["RICE_LAB_DATA"]).is_dir():
-        return Path(os.environ["RICE_LAB_DATA"])
-    from rice_lab.data.synthetic import SynthConfig, ensure_synthetic
-
-    root = Path(tempfile.gettempdir()) / "rice-lab-bench" / "synthetic-600-128"
-    return ensure_synthetic(root, SynthConfig(plants=600, width=128, seed=0))
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default=None, help="Zindi folder (default: $RICE_LAB_DATA or synthetic)")
@@ -306,7 +273,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.variant:
         return _child(args)
-    args.data = str(_data(args))
+    args.data = str(default_data(args.data))
     results: dict[str, list[dict]] = {v: [] for v in VARIANTS}
     for _ in range(args.rounds):
         for variant in VARIANTS:
