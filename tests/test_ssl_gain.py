@@ -15,7 +15,6 @@ threshold was chosen on, 2-5 were run afterwards to measure it. A normal fit to 
 only loosely (below 40 % at 95 % confidence). CI always runs seed 0 (margin 3.2), so a failure there
 means the code changed, not the luck of the draw.
 """
-"""
 
 from __future__ import annotations
 
