@@ -350,6 +350,8 @@ def build_parser() -> argparse.ArgumentParser:
                          help="add TCAV on concepts cut with the material masks, with its controls (minutes)")
     explain.add_argument("--shuffled", type=Path, default=None, metavar="RUN",
                          help="the run's twin fine-tuned with --shuffled-labels: adds data randomisation")
+    explain.add_argument("--if-needed", action="store_true",
+                         help="keep a report already in --out made with these settings, data and classifiers")
     explain.add_argument("--no-progress", action="store_true", help="no progress bar")
     explain.set_defaults(func=_cmd_explain)
     return parser
@@ -416,7 +418,7 @@ def _cmd_explain(args: argparse.Namespace) -> int:
     images = DEFAULT_IMAGES if args.images is None else args.images
     report = explain_run(args.run, args.data, args.out, methods=methods, images=images, seed=args.seed,
                          cameras=None if args.camera == "both" else args.camera, concepts=args.concepts,
-                         shuffled=args.shuffled, progress=not args.no_progress)
+                         shuffled=args.shuffled, progress=not args.no_progress, if_needed=args.if_needed)
     if "localisation" in report.skipped:
         print(f"rice-lab: warning: localisation skipped: {report.skipped['localisation']}", file=sys.stderr)
     print(f"wrote {report.html} ({report.seconds['total']:.0f} s; tables table.csv and table.md, figures in "

@@ -180,6 +180,27 @@ def test_the_command_writes_the_report(run_dir, synth_root, tmp_path, capsys):
                  "2", "--camera", "rgnir", "--no-progress"]) == 0
 
 
+def test_if_needed_reads_back_a_current_report_and_redoes_a_stale_one(run_dir, synth_root, tmp_path):
+    out = tmp_path / "cached"
+    settings = dict(SMALL, methods=("saliency",), images=2, cameras="rgb")
+    first = explain_run(run_dir, synth_root, out, **settings)
+    created = read_manifest(out)["created"]
+    again = explain_run(run_dir, synth_root, out, if_needed=True, **settings)
+    assert read_manifest(out)["created"] == created  # nothing recomputed
+    pd.testing.assert_frame_equal(again.table, first.table, check_dtype=False)
+    pd.testing.assert_frame_equal(again.scores, first.scores, check_dtype=False)
+    assert again.seconds == first.seconds and again.skipped == first.skipped
+    # other settings: computed again
+    other = explain_run(run_dir, synth_root, out, if_needed=True, **dict(settings, images=3))
+    assert len(other.scores["plant_id"].unique()) == 3 and read_manifest(out)["config"]["images"] == 3
+    # a classifier that changed since (the same settings): computed again
+    manifest = json.loads((out / "manifest.json").read_text())
+    manifest["classifiers"]["run"] = "0" * 64  # as if the run had been fine-tuned again since
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    explain_run(run_dir, synth_root, out, if_needed=True, **settings)
+    assert read_manifest(out)["classifiers"]["run"] != "0" * 64
+
+
 def test_the_command_warns_in_one_line_when_the_data_has_no_masks(run_dir, no_masks, tmp_path, capsys):
     code = main(["explain", str(run_dir), str(no_masks), "--out", str(tmp_path / "r"), "--methods", "saliency",
                  "--images", "2", "--camera", "rgb", "--no-progress"])
@@ -216,3 +237,36 @@ def test_bad_input_gets_one_clear_line(run_dir, synth_root, no_masks, tmp_path, 
     assert [p.name for p in busy.iterdir()] == ["notes.txt"]
     assert "inside the run directory" in bad(["explain", str(run_dir), str(synth_root), "--out",
                                               str(run_dir / "report")], capsys)
+
+
+def test_against_baselines_pairs_photos_and_respects_each_metric_s_direction():
+    from rice_lab.explain.report import against_baselines
+
+    rng = np.random.default_rng(0)
+    ids = [f"p{i}" for i in range(30)]
+    base = rng.uniform(0.2, 0.8, size=30)
+    rows = []
+    for method, shift in (("good", 0.05), ("same", 0.0), ("random", 0.0), ("edge", -0.01)):
+        # deletion: lower is better, so "good" deletes faster; the photos vary far more than the shift
+        rows.append(pd.DataFrame({"camera": "rgb", "method": method, "plant_id": ids,
+                                  "mask_auc": base + shift, "deletion_auc": base - shift}))
+    scores = pd.concat(rows, ignore_index=True)
+    scores.loc[(scores["method"] == "good") & (scores["plant_id"] == "p0"), "mask_auc"] = np.nan  # a photo left out
+    found = against_baselines(scores, ["mask_auc", "deletion_auc"]).set_index(["method", "metric", "baseline"])
+    assert found.loc[("good", "mask_auc", "random"), "images"] == 29
+    assert found.loc[("good", "mask_auc", "random"), "difference"] == pytest.approx(0.05)
+    assert found.loc[("good", "mask_auc", "random"), "beats"] and found.loc[("good", "deletion_auc", "edge"), "beats"]
+    assert found.loc[("good", "mask_auc", "edge"), "beats_both"]
+    # no better than the random baseline: beats the edge (which is 0.01 worse) but not both
+    assert not found.loc[("same", "mask_auc", "random"), "beats"] and found.loc[("same", "mask_auc", "edge"), "beats"]
+    assert not found.loc[("same", "mask_auc", "edge"), "beats_both"]
+    assert set(found.index.get_level_values("method")) == {"good", "same"}  # baselines are not compared
+
+
+def test_against_baselines_on_the_report_covers_every_method_and_metric(report):
+    from rice_lab.explain.report import against_baselines
+
+    found = against_baselines(report.scores)
+    assert set(found["method"]) == set(METHODS) and set(found["baseline"]) == set(BASELINES)
+    assert "max_sensitivity" not in set(found["metric"])  # the baselines have none
+    assert set(FAITHFULNESS) <= set(found["metric"])

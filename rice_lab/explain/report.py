@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import base64
 import html
+import itertools
 import json
 import time
 from dataclasses import dataclass, field
@@ -205,6 +206,37 @@ def wide_table(table: pd.DataFrame, camera: str) -> pd.DataFrame:
     grid = grid.loc[methods, metrics]
     grid.columns = [f"{m} ({'higher' if HIGHER_IS_BETTER[m] else 'lower'} is better)" for m in metrics]
     return grid
+
+
+def against_baselines(scores: pd.DataFrame, metrics: Sequence[str] | None = None, level: float = 0.95,
+                      resamples: int = 2000, seed: int = 0) -> pd.DataFrame:
+    """Whether each method beats each baseline, photo by photo: the paired bootstrap interval of the
+    per-photo difference (method minus baseline, on the same photos; photos where either is NaN left
+    out) on each metric both were scored on. One row per camera, method, metric and baseline, with
+    ``beats`` True when the whole interval lies on the better side of zero; ``beats_both`` says
+    whether that holds against every baseline."""
+    from rice_lab.evaluate.bootstrap import bootstrap_ci
+
+    metrics = [m for m in (metrics or HIGHER_IS_BETTER) if m in scores.columns]
+    rows = []
+    for camera, part in scores.groupby("camera", sort=False):
+        wide = {method: group.set_index("plant_id") for method, group in part.groupby("method", sort=False)}
+        for method, baseline, metric in itertools.product(
+                [m for m in wide if m not in BASELINES], [b for b in BASELINES if b in wide], metrics):
+            diff = (wide[method][metric] - wide[baseline][metric]).to_numpy(dtype=np.float64)
+            diff = diff[np.isfinite(diff)]
+            if len(diff) < 2:
+                continue
+            found = bootstrap_ci(diff, np.mean, level, resamples, seed)
+            better = HIGHER_IS_BETTER[metric]
+            rows.append({"camera": camera, "method": method, "metric": metric, "baseline": baseline,
+                         "difference": found.estimate, "low": found.low, "high": found.high, "images": len(diff),
+                         "beats": bool(found.low > 0) if better else bool(found.high < 0)})
+    frame = pd.DataFrame(rows)
+    if frame.empty:
+        return frame
+    both = frame.groupby(["camera", "method", "metric"])["beats"].transform("all")
+    return frame.assign(beats_both=both)
 
 
 def markdown(frame: pd.DataFrame) -> str:
@@ -403,13 +435,51 @@ def _progress(tasks: list[tuple[str, Callable[[], None]]], enabled: bool) -> Non
     print()
 
 
+def _classifier_hash(run: Path | None) -> str | None:
+    """Content hash of a fine-tuning run's kept classifier (None without a run)."""
+    from rice_lab.finetune.data import photo_hash
+
+    return None if run is None else photo_hash(Path(run) / "classifier.pt")
+
+
+def load_report(out: str | Path) -> ExplainReport:
+    """The report an earlier :func:`explain_run` wrote to ``out``, read back from its files."""
+    from rice_lab.runs import read_manifest
+
+    out = Path(out)
+    manifest = read_manifest(out)
+    if manifest.get("kind") != KIND:
+        raise CheckpointError(f"{out}: a {manifest.get('kind')!r} folder, not an explain report")
+    tcav = out / "tcav.csv"
+    return ExplainReport(out, out / "report.html", pd.read_csv(out / "table.csv"), pd.read_csv(out / "scores.csv"),
+                         pd.read_csv(out / "curves.csv"), pd.read_csv(out / "sanity.csv"),
+                         pd.read_csv(tcav) if tcav.is_file() else None, manifest.get("skipped", {}),
+                         manifest.get("seconds", {}))
+
+
+def _report_is_current(out: Path, config: dict, fingerprint: str, hashes: dict) -> bool:
+    """Whether ``out`` holds a finished report made with these settings, data and classifiers."""
+    from rice_lab.runs import read_manifest, stored_form
+
+    if not (out / "report.html").is_file() or not (out / "manifest.json").is_file():
+        return False
+    try:
+        manifest = read_manifest(out)
+    except CheckpointError:
+        return False
+    return (manifest.get("kind") == KIND and manifest.get("config") == stored_form(config)
+            and manifest.get("data_fingerprint") == fingerprint and manifest.get("classifiers") == hashes)
+
+
 def explain_run(run: str | Path, data: str | Path, out: str | Path, methods: Sequence[str] = DEFAULT_METHODS,
                 images: int = DEFAULT_IMAGES, seed: int = 0, cameras: Sequence[str] | str | None = None,
                 concepts: bool = False, shuffled: str | Path | None = None, steps: int = 10,
-                sensitivity_samples: int = 4, sanity_images: int = 4, progress: bool = True) -> ExplainReport:
+                sensitivity_samples: int = 4, sanity_images: int = 4, progress: bool = True,
+                if_needed: bool = False) -> ExplainReport:
     """Explain fine-tuning run ``run`` on the plants of ``data`` and test the explanations; write the
     tables, figures and ``report.html`` to ``out`` (module docstring). ``cameras``: which photos
-    (default: every camera the classifier knows)."""
+    (default: every camera the classifier knows). ``if_needed``: when ``out`` already holds a report
+    made with the same settings, data and classifiers (by content), read it back instead."""
     from rice_lab.data.zindi import data_fingerprint, read_zindi
     from rice_lab.explain.photos import camera_photos, lesion_masks, model_inputs
     from rice_lab.finetune.predictions import load_classifier
@@ -438,6 +508,16 @@ def explain_run(run: str | Path, data: str | Path, out: str | Path, methods: Seq
         from rice_lab.explain.sanity import shuffled_label_pair
 
         _, twin, _ = shuffled_label_pair(run, shuffled)
+    # resolved paths: the same report whether it is asked for from the repository or from the book's folder
+    config = {"run": str(run.resolve()), "data": str(data.resolve()), "methods": list(methods), "images": images,
+              "seed": seed, "cameras": list(cameras), "concepts": concepts,
+              "shuffled": None if shuffled is None else str(Path(shuffled).resolve()),
+              "steps": steps, "sensitivity_samples": sensitivity_samples, "sanity_images": sanity_images,
+              "options": REPORT_OPTIONS, "road_percentages": list(ROAD_PERCENTAGES)}
+    fingerprint = data_fingerprint(plants_all)
+    hashes = {"run": _classifier_hash(run), "shuffled": _classifier_hash(None if shuffled is None else Path(shuffled))}
+    if if_needed and _report_is_current(out, config, fingerprint, hashes):
+        return load_report(out)
     _prepare_out(out, run)
     plants = explained_plants(plants_all, run_config, images, seed)
     ids = list(plants["plant_id"])
@@ -588,12 +668,8 @@ def explain_run(run: str | Path, data: str | Path, out: str | Path, methods: Seq
     page = _page(f"Explaining {run.name}", settings, [READING, *notes], sections)
     report_path = out / "report.html"
     report_path.write_text(page, encoding="utf-8")
-    config = {"run": str(run), "data": str(data), "methods": list(methods), "images": images, "seed": seed,
-              "cameras": list(cameras), "concepts": concepts, "shuffled": None if shuffled is None else str(shuffled),
-              "steps": steps, "sensitivity_samples": sensitivity_samples, "sanity_images": sanity_images,
-              "options": REPORT_OPTIONS, "road_percentages": list(ROAD_PERCENTAGES)}
-    write_manifest(out, KIND, config, data_fingerprint(plants_all),
-                   extra={"plants": ids, "skipped": skipped, "seconds": seconds})
+    write_manifest(out, KIND, config, fingerprint,
+                   extra={"plants": ids, "skipped": skipped, "seconds": seconds, "classifiers": hashes})
     return ExplainReport(out, report_path, table, scores, curves_frame, sanity, None if tcav is None else tcav.table,
                          skipped, seconds)
 
