@@ -21,9 +21,11 @@ from rice_lab.explain.shortcut import (
     accuracy_drop,
     counterfactual_table,
     counterfactuals,
+    explain_stamped,
     footprint,
     make_shortcut_data,
     plot_counterfactuals,
+    plot_stamp_maps,
     plot_stamp_mass,
     repaint_plant,
     repainted_photos,
@@ -233,7 +235,7 @@ def test_before_is_what_predict_says_of_the_photos_on_disk(effects, runs, shortc
         assert np.allclose(rows["p_before"], found.loc[rows["plant_id"], "blast"])
 
 
-def test_figures_show_every_method_and_model(scores, effects):
+def test_figures_show_every_method_and_model(scores, effects, runs, shortcut_root):
     import matplotlib.pyplot as plt
 
     figure = plot_stamp_mass(stamp_table(scores, resamples=200))
@@ -242,6 +244,12 @@ def test_figures_show_every_method_and_model(scores, effects):
     figure = plot_counterfactuals(counterfactual_table(effects, resamples=200))
     assert [ax.get_title() for ax in figure.axes] == ["stamp painted out of stamped photos",
                                                       "stamp painted onto clean photos"]
+    plants = stamped_plants(runs[0], shortcut_root, 2, BOTH)
+    found = explain_stamped(runs[0], plants, "rgnir", ("occlusion", "edge-map"))
+    assert found.camera == "rgnir" and list(found.maps) == ["occlusion", "edge-map"]
+    assert found.photos.shape == (2, 3, 51, 64) and found.stamp.shape == found.lesion.shape == (2, 51, 64)
+    figure = plot_stamp_maps(found, rows=2)
+    assert [ax.get_title() for ax in figure.axes[:3]] == ["photo", "occlusion", "edge-map"]
     plt.close("all")
 
 

@@ -168,7 +168,14 @@ def _labelled(data: str | Path, run: Run) -> pd.DataFrame:
     if missing:
         raise DataError(f"{run} was not trained on {data}: {len(missing)} of its plants are not there")
     role = {p: r for r in ("train", "valid", "test") for p in roles.get(r, ())}
-    meta = pd.read_csv(Path(data) / "metadata.csv")
+    try:
+        meta = pd.read_csv(Path(data) / "metadata.csv")
+    except (OSError, ValueError) as err:
+        raise DataError(f"{Path(data) / 'metadata.csv'}: unreadable ({err}); it says which photos carry the stamp, "
+                        "make the data again with make_shortcut_data(root)") from None
+    if not {"camera", "plant_id", "shortcut"} <= set(meta.columns):
+        raise DataError(f"{Path(data) / 'metadata.csv'}: no camera, plant_id and shortcut columns; make the data "
+                        "again with make_shortcut_data(root)")
     stamped = meta[meta["camera"] == "rgb"].set_index("plant_id")["shortcut"].astype(bool)
     truth = plants["test_label"].where(plants["split"] == "test", plants["label"])
     return plants.assign(true_label=truth, role=plants["plant_id"].map(role).fillna("other"),
@@ -179,7 +186,8 @@ def _check_unseen(clean: Run, plant_ids: Sequence[str]) -> None:
     seen = _roles(clean).get("train", set()) & set(plant_ids)
     if seen:
         raise DataError(f"the clean classifier {clean} trained on {len(seen)} of the plants scored here; give one "
-                        "trained on the clean twin of this data (same settings without the shortcut) or on other plants")
+                        "trained on the clean twin of this data (same settings without the shortcut) or on other "
+                        "plants")
 
 
 def _fused(model: torch.nn.Module, meta: dict, photos: Mapping[str, torch.Tensor], calibrated: bool) -> np.ndarray:
@@ -204,8 +212,8 @@ def _plant_scores(run: Run, plants: pd.DataFrame, calibrated: bool) -> pd.DataFr
     probs = _fused(model, meta, camera_photos(plants, meta), calibrated)
     labels = np.array([CLASSES.index(c) for c in plants["true_label"]])
     p_true = np.clip(probs[np.arange(len(labels)), labels], EPSILON, 1 - EPSILON)
-    return pd.DataFrame({"plant_id": plants["plant_id"].to_numpy(), "correct": (probs.argmax(1) == labels).astype(float),
-                         "log_loss": -np.log(p_true)})
+    return pd.DataFrame({"plant_id": plants["plant_id"].to_numpy(),
+                         "correct": (probs.argmax(1) == labels).astype(float), "log_loss": -np.log(p_true)})
 
 
 def _difference(a: np.ndarray, b: np.ndarray, level: float, resamples: int, seed: int) -> tuple[float, float, float]:
@@ -231,7 +239,8 @@ def accuracy_drop(run: Run, data: str | Path, clean: Run | None = None, calibrat
     plants = _labelled(data, run)
     groups = {"validation": plants[plants["role"] == "valid"], "test": plants[plants["split"] == "test"]}
     if min(len(g) for g in groups.values()) < 2:
-        raise DataError(f"{data}: too few validation or test plants to score ({', '.join(f'{k} {len(v)}' for k, v in groups.items())})")
+        counts = ", ".join(f"{split} {len(group)}" for split, group in groups.items())
+        raise DataError(f"{data}: too few validation or test plants to score ({counts}); make more plants")
     models = {"shortcut": run}
     if clean is not None:
         _check_unseen(clean, pd.concat(groups.values())["plant_id"])
@@ -292,10 +301,11 @@ def stamped_plants(run: Run, data: str | Path, count: int = 16, roles: Sequence[
 
 @dataclass
 class StampedMaps:
-    """One model's maps of one camera's stamped photos: ``photos`` uint8 (N, 3, H, W) as the model
+    """One model's maps of one ``camera``'s stamped photos: ``photos`` uint8 (N, 3, H, W) as the model
     sees them, ``maps`` {method: (N, H, W)}, the ``stamp`` and ``lesion`` footprints (N, H, W), and
     the ``plants`` explained (rows of ``stamped_plants``)."""
 
+    camera: str
     photos: torch.Tensor
     maps: dict[str, torch.Tensor]
     stamp: np.ndarray
@@ -334,7 +344,7 @@ def explain_stamped(run: Run, plants: pd.DataFrame, camera: str = "rgb", methods
         else:
             maps[method] = attribute(model, inputs, method, index, seed=seed, **dict((options or {}).get(method, {})))
     height = meta["photo_height"]
-    return StampedMaps(photos, maps, footprint(plants, camera, height, REGIONS["stamp"]),
+    return StampedMaps(camera, photos, maps, footprint(plants, camera, height, REGIONS["stamp"]),
                        footprint(plants, camera, height, REGIONS["lesion"]), plants)
 
 
@@ -363,7 +373,8 @@ def stamp_attributions(run: Run, data: str | Path, clean: Run | None = None,
                     "model": name, "camera": camera, "method": method, "plant_id": plants["plant_id"].to_numpy(),
                     "label": plants["true_label"].to_numpy(), "role": plants["role"].to_numpy(),
                     "seen_in_training": plants["plant_id"].isin(trained_on).to_numpy(),
-                    "stamp_mass": relevance_mass_accuracy(maps, found.stamp), "stamp_pixels": found.stamp.mean(axis=(1, 2)),
+                    "stamp_mass": relevance_mass_accuracy(maps, found.stamp),
+                    "stamp_pixels": found.stamp.mean(axis=(1, 2)),
                     "lesion_mass": relevance_mass_accuracy(maps, found.lesion),
                     "lesion_pixels": np.where(found.lesion.any(axis=(1, 2)), found.lesion.mean(axis=(1, 2)), np.nan)}))
     return pd.concat(frames, ignore_index=True)
@@ -496,7 +507,8 @@ def counterfactuals(run: Run, data: str | Path, clean: Run | None = None, images
             p_before, p_after = (_fused(model, meta, photos, calibrated) for photos in (before, after))
             frames.append(pd.DataFrame({
                 "model": name, "counterfactual": kind, "plant_id": group["plant_id"].to_numpy(),
-                "label": group["true_label"].to_numpy(), "seen_in_training": group["plant_id"].isin(trained_on).to_numpy(),
+                "label": group["true_label"].to_numpy(),
+                "seen_in_training": group["plant_id"].isin(trained_on).to_numpy(),
                 "p_before": p_before[:, blast], "p_after": p_after[:, blast],
                 "predicted_before": np.array(CLASSES)[p_before.argmax(1)],
                 "predicted_after": np.array(CLASSES)[p_after.argmax(1)]}))
@@ -574,6 +586,17 @@ def plot_stamp_mass(table: pd.DataFrame, camera: str | None = None):
     return fig
 
 
+def plot_stamp_maps(found: StampedMaps, rows: int = 3):
+    """The first ``rows`` stamped photos of :func:`explain_stamped` and each method's map over them
+    (|map| scaled to its own maximum), the stamp outlined. Returns the figure."""
+    from rice_lab.explain.report import plot_maps
+
+    figure = plot_maps(found.photos, found.maps, found.stamp, list(found.plants["plant_id"]), found.camera, rows)
+    figure.suptitle(f"{found.camera} photos: |map| scaled to each map's maximum; the stamp outlined in blue",
+                    fontsize=9)
+    return figure
+
+
 def plot_counterfactuals(table: pd.DataFrame):
     """Probability of blast before and after each counterfactual (open and filled markers joined by an
     arrow, 95 % intervals), one panel per counterfactual, one colour and marker per model. Returns the figure."""
@@ -604,6 +627,6 @@ def plot_counterfactuals(table: pd.DataFrame):
 
 __all__ = ["BASELINE_MAPS", "COUNTERFACTUALS", "DEFAULT_METHODS", "MODELS", "REGIONS", "SHORTCUT", "STAMP",
            "STAMP_CLASS", "StampedMaps", "accuracy_drop", "counterfactual_table", "counterfactuals", "explain_stamped",
-           "footprint", "make_shortcut_data", "plot_counterfactuals", "plot_stamp_mass", "repaint_plant",
+           "footprint", "make_shortcut_data", "plot_counterfactuals", "plot_stamp_maps", "plot_stamp_mass", "repaint_plant",
            "repainted_photos", "shortcut_config", "stamp_attributions", "stamp_table", "stamp_verdicts",
            "stamped_plants", "train_shortcut"]
