@@ -260,3 +260,14 @@ def test_bad_arguments_get_one_line(runs, shortcut_root):
         stamp_attributions(runs[0], shortcut_root, methods=("saliency",), target="rice", roles=BOTH)
     with pytest.raises(DataError, match="no stamped plants among the run's test plants"):
         counterfactuals(runs[0], shortcut_root, roles=("test",))
+
+
+def test_a_control_that_trained_on_the_scored_plants_is_refused(runs, shortcut_root, synth_root, tmp_path):
+    """The clean twin split another way (split_seed 1) trains on some of the shortcut run's validation plants."""
+    from rice_lab.finetune.config import get_preset
+    from rice_lab.finetune.train import finetune
+
+    other = finetune(get_preset("cpu-tiny", data=str(synth_root), out=str(tmp_path / "other"), encoder="random",
+                                split_seed=1, **{**TRAINING, "epochs": 1}))
+    with pytest.raises(DataError, match=r"the clean classifier .* trained on \d+ of the plants scored here"):
+        accuracy_drop(runs[0], shortcut_root, other)
