@@ -15,6 +15,9 @@
     concept_sets / random_sets(plants, camera, height)       -> patches cut with the material masks (concepts)
     tcav(model, meta, ...), tcav_controls(runs, ...)         -> TCAV per layer, class, concept, with its t-test (concepts)
     explain_run(run, data, out)                              -> tables, figures and report.html (`rice-lab explain`) (report)
+    make_shortcut_data, train_shortcut, accuracy_drop        -> the date-stamp shortcut planted, learnt, measured (shortcut)
+    stamp_attributions / stamp_table / stamp_verdicts        -> attribution mass on the stamp against chance and a clean model
+    counterfactuals / counterfactual_table                   -> the stamp painted out and on, the change in P(blast)
     interval(values)                                         -> mean and bootstrap CI over images
     encoder_embeddings / classifier_embeddings(run, plants)  -> Embeddings of every photo (embeddings)
     tsne_map, tsne_sweep, map_scores, plot_map, plot_sweep   -> t-SNE with photos, and its numbers
@@ -52,6 +55,11 @@ _WHERE = {
     "CONCEPTS": "concepts", "concept_set": "concepts", "concept_sets": "concepts", "random_sets": "concepts",
     "tcav": "concepts", "tcav_scores": "concepts", "tcav_controls": "concepts", "significance": "concepts",
     "explain_run": "report",
+    "make_shortcut_data": "shortcut", "train_shortcut": "shortcut", "accuracy_drop": "shortcut",
+    "stamped_plants": "shortcut", "explain_stamped": "shortcut", "stamp_attributions": "shortcut",
+    "stamp_table": "shortcut", "stamp_verdicts": "shortcut", "repaint_plant": "shortcut",
+    "repainted_photos": "shortcut", "counterfactuals": "shortcut", "counterfactual_table": "shortcut",
+    "plot_stamp_mass": "shortcut", "plot_stamp_maps": "shortcut", "plot_counterfactuals": "shortcut",
 }
 
 
