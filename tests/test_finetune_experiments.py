@@ -165,3 +165,35 @@ def test_an_epoch_repeats_its_photos_just_enough_for_min_steps_and_one_batch(pho
     r = epoch_repeats(photos, batch, epochs, min_steps)
     steps = lambda repeats: (photos * repeats // batch) * epochs  # noqa: E731 - drop_last, as in training
     assert steps(r) >= max(min_steps, epochs) and (r == 1 or steps(r - 1) < max(min_steps, epochs))
+
+
+def test_the_frozen_probe_fits_each_label_subset_the_runs_train_on_and_fuses_both_cameras(synth_root, encoder_run):
+    from rice_lab.evaluate.encode import encode, plant_photos
+    from rice_lab.evaluate.probes import linear_probabilities, probe_size
+    from rice_lab.finetune.data import assign_roles
+    from rice_lab.models.encoders import load_encoder
+
+    encoder = load_encoder(encoder_run)
+    table = experiments.frozen_probe(synth_root, {"swav": encoder}, fractions=(0.25, 1.0), seeds=(0, 1))
+    assert len(table) == 4 and set(table["mode"]) == {"frozen linear probe"}
+    plants = read_zindi(synth_root)
+    for _, row in table.iterrows():
+        roles = assign_roles(plants, 0.2, 0, row["fraction"], int(row["seed"]))
+        assert row["labelled_plants"] == (roles["role"] == "train").sum()
+    full = table.set_index(["fraction", "seed"])
+    assert full.loc[(0.25, 0), "labelled_plants"] < full.loc[(1.0, 0), "labelled_plants"]
+    # the same numbers by hand for one subset: each camera's probe, probabilities averaged, test plants scored
+    test, labels = experiments.test_truth(synth_root)
+    roles = assign_roles(plants, 0.2, 0, 0.25, 1)
+    train = (roles["role"] == "train").to_numpy()
+    at_test = plants["plant_id"].isin(test["plant_id"]).to_numpy()
+    order = pd.Index(plants.loc[at_test, "plant_id"]).get_indexer(test["plant_id"])
+    codes = np.array([CLASSES.index(c) for c in roles.loc[train, "label"]])
+    size = probe_size(encoder)
+    probs = []
+    for camera in CAMERAS:
+        features = encode(encoder, plant_photos(plants, camera, size), camera, height=size)
+        probs.append(linear_probabilities(features[train], codes, features[at_test][order], len(CLASSES)))
+    fused = np.mean(probs, axis=0)
+    assert full.loc[(0.25, 1), "accuracy"] == pytest.approx((fused.argmax(1) == labels).mean())
+    assert full.loc[(0.25, 1), "log_loss"] == pytest.approx(-np.log(fused[np.arange(len(labels)), labels]).mean())

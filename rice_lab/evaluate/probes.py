@@ -91,14 +91,29 @@ def knn_predict(train: torch.Tensor, train_labels: np.ndarray, test: torch.Tenso
     return votes.argmax(1).numpy()
 
 
-def linear_predict(train: torch.Tensor, train_labels: np.ndarray, test: torch.Tensor) -> np.ndarray:
-    """Class codes for ``test`` rows by a logistic regression fitted on standardised ``train`` rows."""
+def _linear_probe(train: torch.Tensor, train_labels: np.ndarray):
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
     probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, C=0.5))
-    return probe.fit(train.numpy(), train_labels).predict(test.numpy())
+    return probe.fit(train.numpy(), train_labels)
+
+
+def linear_predict(train: torch.Tensor, train_labels: np.ndarray, test: torch.Tensor) -> np.ndarray:
+    """Class codes for ``test`` rows by a logistic regression fitted on standardised ``train`` rows."""
+    return _linear_probe(train, train_labels).predict(test.numpy())
+
+
+def linear_probabilities(train: torch.Tensor, train_labels: np.ndarray, test: torch.Tensor,
+                         n_classes: int | None = None) -> np.ndarray:
+    """Class probabilities (rows, classes) for ``test`` rows from the same logistic regression as
+    :func:`linear_predict`; a class absent from ``train_labels`` gets probability 0."""
+    probe = _linear_probe(train, train_labels)
+    found = probe.predict_proba(test.numpy())
+    out = np.zeros((len(found), n_classes or int(train_labels.max()) + 1))
+    out[:, probe.classes_] = found
+    return out
 
 
 def _held_out_probe(predict, encoder: nn.Module, plants: pd.DataFrame, camera: str, size: int | None,

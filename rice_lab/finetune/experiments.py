@@ -226,6 +226,43 @@ def label_efficiency(data: str | Path, out: str | Path, encoders: dict[str, str]
     return table
 
 
+def frozen_probe(data: str | Path, encoders: dict, fractions=FRACTIONS, seeds=range(5), valid_pct: float = 0.2,
+                 split_seed: int = 0) -> pd.DataFrame:
+    """The label-efficiency question asked of frozen features alone, in seconds rather than hours.
+
+    ``encoders``: {name: encoder module} (e.g. a pre-training run's ``load_encoder`` and its step-0
+    checkpoint). Each camera's whole photo is embedded once (``rice_lab.evaluate.encode``, at the
+    encoder's photo height); for every (fraction, seed) a logistic regression per camera
+    (``linear_probabilities``) is fitted on the label subset the fine-tuning runs of that fraction and
+    seed train on (:func:`rice_lab.finetune.data.assign_roles`), the two cameras' probabilities are
+    averaged, and the test plants are scored: one row per (encoder, fraction, seed) with accuracy and
+    log loss."""
+    from rice_lab.evaluate.encode import encode, plant_photos
+    from rice_lab.evaluate.probes import linear_probabilities, probe_size
+    from rice_lab.finetune.data import assign_roles
+
+    data = Path(data)
+    plants = read_zindi(data)
+    test, labels = test_truth(data)
+    test_rows = pd.Index(plants["plant_id"]).get_indexer(test["plant_id"])
+    rows = []
+    for name, encoder in encoders.items():
+        size = probe_size(encoder)
+        features = {camera: encode(encoder, plant_photos(plants, camera, size), camera, height=size)
+                    for camera in CAMERAS}
+        for fraction, seed in itertools.product(fractions, seeds):
+            roles = assign_roles(plants, valid_pct, split_seed, fraction, seed)
+            train = (roles["role"] == "train").to_numpy()
+            codes = np.array([CLASSES.index(c) for c in roles.loc[train, "label"]])
+            probs = np.mean([linear_probabilities(features[c][train], codes, features[c][test_rows], len(CLASSES))
+                             for c in CAMERAS], axis=0)
+            chosen = np.clip(probs[np.arange(len(labels)), labels], EPSILON, 1 - EPSILON)
+            rows.append({"encoder": name, "mode": "frozen linear probe", "fraction": fraction, "seed": seed,
+                         "labelled_plants": int(train.sum()),
+                         "accuracy": float((probs.argmax(1) == labels).mean()), "log_loss": float(-np.log(chosen).mean())})
+    return pd.DataFrame(rows)
+
+
 def plot_label_efficiency(summary: pd.DataFrame):
     """Accuracy and log loss against the labelled share, one line per (encoder, mode), 95 % intervals."""
     import matplotlib.pyplot as plt
@@ -410,5 +447,5 @@ def plot_change(summary: pd.DataFrame, by: str, xlabel: str, ylabel: str):
 
 
 __all__ = ["FRACTIONS", "held_out_folder", "label_efficiency", "leakage", "mean_ci", "per_plant", "plot_change",
-           "plot_label_efficiency", "plot_sensors", "scoring_data",
+           "frozen_probe", "plot_label_efficiency", "plot_sensors", "scoring_data",
            "self_distillation", "sensors", "summarise", "test_truth"]
