@@ -14,7 +14,7 @@ export RICE_LAB_DATA := $(abspath $(DATA))
 export RICE_LAB_RUNS := $(abspath $(RUNS))
 export MPLBACKEND := Agg
 
-.PHONY: install data pipeline classifiers book test exercises experiments bench clean FORCE
+.PHONY: install data pipeline classifiers explained book test exercises experiments bench clean FORCE
 
 install: $(STAMP)
 
@@ -51,17 +51,26 @@ $(DATA)/.complete: $(wildcard rice_lab/data/synthetic/*.py) rice_lab/data/zindi.
 pipeline: data
 	@run=$(RUNS)/cpu-tiny-paired; before=$$(cksum < $$run/encoder.pt 2>/dev/null); \
 	$(BIN)/rice-lab pretrain $(DATA) --preset cpu-tiny --views paired --out $$run --if-needed --no-progress \
-	&& if [ "$$before" != "$$(cksum < $$run/encoder.pt)" ]; then $(BIN)/python book/uncache.py ssl.md finetune.md; fi
+	&& if [ "$$before" != "$$(cksum < $$run/encoder.pt)" ]; then $(BIN)/python book/uncache.py ssl.md finetune.md explain.md; fi
 
 # The classifiers the fine-tuning chapter reads: the default (SwAV, full), a random start and a probe.
 classifiers: pipeline
 	@for spec in "cpu-tiny-classifier --encoder $(RUNS)/cpu-tiny-paired --mode full" \
 	              "cpu-tiny-classifier-random --encoder random --mode full" \
-	              "cpu-tiny-classifier-probe --encoder $(RUNS)/cpu-tiny-paired --mode probe"; do \
+	              "cpu-tiny-classifier-probe --encoder $(RUNS)/cpu-tiny-paired --mode probe" \
+	              "cpu-tiny-classifier-shuffled --encoder $(RUNS)/cpu-tiny-paired --mode full --shuffled-labels"; do \
 	  set -- $$spec; run=$(RUNS)/$$1; shift; before=$$(cksum < $$run/classifier.pt 2>/dev/null); \
 	  $(BIN)/rice-lab finetune $(DATA) --preset cpu-tiny --out $$run --if-needed --no-progress "$$@" || exit 1; \
-	  if [ "$$before" != "$$(cksum < $$run/classifier.pt)" ]; then $(BIN)/python book/uncache.py finetune.md; fi; \
+	  if [ "$$before" != "$$(cksum < $$run/classifier.pt)" ]; then $(BIN)/python book/uncache.py finetune.md explain.md; fi; \
 	done
+
+# The explaining chapter's report on the default classifier (kept while its settings, data and
+# classifiers are unchanged: rice-lab explain --if-needed decides).
+explained: classifiers
+	@out=$(RUNS)/cpu-tiny-classifier-explain; before=$$(cksum < $$out/table.csv 2>/dev/null); \
+	$(BIN)/rice-lab explain $(RUNS)/cpu-tiny-classifier $(DATA) --out $$out --images 12 --concepts \
+		--shuffled $(RUNS)/cpu-tiny-classifier-shuffled --if-needed --no-progress \
+	&& if [ "$$before" != "$$(cksum < $$out/table.csv)" ]; then $(BIN)/python book/uncache.py explain.md; fi
 
 # The fine-tuning chapter's experiments: too long for the book's build (hours on 2 CPU cores), so they
 # run here, and their tables are copied into book/measured/ (committed) for the chapter to show, with
@@ -83,7 +92,7 @@ experiments: classifiers
 	  mkdir -p book/measured/$$name && cp $(EXPERIMENTS)/$$name/*.csv $(EXPERIMENTS)/$$name/*.json book/measured/$$name/ || exit 1; \
 	done
 
-book: classifiers
+book: explained
 	$(BIN)/jupyter-book build book -W --keep-going
 	@echo "book: open book/_build/html/index.html"
 

@@ -252,13 +252,13 @@ def frozen_probe(data: str | Path, encoders: dict, fractions=FRACTIONS, seeds=ra
                     for camera in CAMERAS}
         for fraction, seed in itertools.product(fractions, seeds):
             roles = assign_roles(plants, valid_pct, split_seed, fraction, seed)
-            train = (roles["role"] == "train").to_numpy()
-            codes = np.array([CLASSES.index(c) for c in roles.loc[train, "label"]])
+            train = np.flatnonzero(roles["role"].to_numpy() == "train")  # row positions, as in plants
+            codes = np.array([CLASSES.index(c) for c in roles["label"].to_numpy()[train]])
             probs = np.mean([linear_probabilities(features[c][train], codes, features[c][test_rows], len(CLASSES))
                              for c in CAMERAS], axis=0)
             chosen = np.clip(probs[np.arange(len(labels)), labels], EPSILON, 1 - EPSILON)
             rows.append({"encoder": name, "mode": "frozen linear probe", "fraction": fraction, "seed": seed,
-                         "labelled_plants": int(train.sum()),
+                         "labelled_plants": len(train),
                          "accuracy": float((probs.argmax(1) == labels).mean()), "log_loss": float(-np.log(chosen).mean())})
     return pd.DataFrame(rows)
 
