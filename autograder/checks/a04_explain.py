@@ -231,7 +231,9 @@ def _compare_maps(func: Callable, model: nn.Module, photos: dict[str, torch.Tens
     sent = model.train()  # as it leaves a training loop: the answer must put it in eval mode itself
     originals = {camera: images.clone() for camera, images in photos.items()}
     with _kit.named_errors(Q1, "photos is {camera: uint8 (N, 3, H, W)}, normalization {camera: (mean, std)}; "
-                           "the model takes normalised photos; Grad-CAM's layer is model.body" + case, seed):
+                           "the model takes normalised photos; target is None, an int or a list of one class per "
+                           "photo (torch.as_tensor(target).expand(N) covers both); Grad-CAM's layer is model.body"
+                           + case, seed):
         outcome = _kit.call(func, sent, {c: v.clone() for c, v in photos.items()}, normalization, method,
                             target=target)
     model.eval()
@@ -428,7 +430,8 @@ def _compare_pointing(func: Callable, maps: Any, masks: Any, answers: np.ndarray
     maps_copy = maps.clone() if isinstance(maps, torch.Tensor) else np.array(maps, copy=True)
     masks_copy = masks.clone() if isinstance(masks, torch.Tensor) else np.array(masks, copy=True)
     with _kit.named_errors(Q2, "maps (N, H, W) and masks (N, H, W) may be numpy arrays or torch tensors: "
-                           "np.asarray both first (maps as float, masks as bool)" + case, seed):
+                           "np.asarray both first (maps as float, masks as bool); an IndexError usually means a "
+                           "flat index unravelled with (W, H): np.unravel_index(i, (H, W)), row first" + case, seed):
         outcome = _kit.call(func, maps_copy, masks_copy)
     maps_np, masks_np = _numpy(maps), np.asarray(_numpy(masks), dtype=bool)
     if not np.array_equal(_numpy(outcome.args[0]), maps_np) or not np.array_equal(_numpy(outcome.args[1]), masks_np):
@@ -584,7 +587,7 @@ def _area_hint(got: np.ndarray, curves: np.ndarray, steps: int) -> str:
     trapezoid = (curves[:, 1:] + curves[:, :-1]).sum(axis=1) / 2
     if near(trapezoid):
         return (f"divide by the number of steps ({steps}): the curve runs over the fraction deleted, from 0 to 1 "
-                "(np.trapz(curve, dx=1 / steps)), so a curve that stays at p has area p")
+                "(np.trapezoid(curve, dx=1 / steps)), so a curve that stays at p has area p")
     if near(curves.mean(axis=1)):
         return "use the trapezoid rule: the mean of the points counts the two ends in full, the trapezoid by half"
     if near(curves[:, :-1].sum(axis=1) / steps) or near(curves[:, 1:].sum(axis=1) / steps):
@@ -767,8 +770,10 @@ def _compare_cascade(func: Callable, case: types.SimpleNamespace, seed: int, tex
     model, images = case.model, case.images
     n = len(images)
     before = _state(model)
-    with _kit.named_errors(Q4, "layers are names for model.get_submodule; explain(model, images, target) returns "
-                           "(N, H, W) maps; randomise(module) re-initialises a layer in place" + text, seed):
+    with _kit.named_errors(Q4, "layers is a sequence of names for model.get_submodule (a list or a tuple: "
+                           "reversed(layers) works for both, layers.reverse() only on lists and changes the "
+                           "caller's); explain(model, images, classes) returns (N, H, W) maps; randomise(module) "
+                           "re-initialises a layer in place" + text, seed):
         outcome = _kit.call(func, model, images.clone(), layers_as(case.layers), case.explain, case.randomise,
                             target=target)
     changed = _changed(before, outcome.args[0])
@@ -975,8 +980,8 @@ def _compare_verdict(func: Callable, cascades: dict, threshold: float, level: fl
                      seed: int, case: str, convert: Callable = lambda v: v) -> None:
     sent = {method: {layer: convert(np.array(values)) for layer, values in steps.items()}
             for method, steps in cascades.items()}
-    with _kit.named_errors(Q5, "cascades is {method: {layer: per-image similarities}} (arrays that may hold NaN)"
-                           + case, seed):
+    with _kit.named_errors(Q5, "cascades is {method: {layer: per-image similarities}}: arrays, lists or tensors "
+                           "that may hold NaN (np.asarray(values, dtype=float) first)" + case, seed):
         outcome = _kit.call(func, sent, threshold=threshold, level=level)
     got = outcome.result
     if not isinstance(got, dict) or set(got) != set(cascades):
