@@ -158,7 +158,9 @@ def sanity_verdict(cascades, threshold=0.5, level=0.95):
             if values.size < 2:
                 tops.append(math.inf)
                 continue
-            tops.append(stats.t.interval(level, values.size - 1, loc=values.mean(), scale=stats.sem(values))[1])
+            sem = stats.sem(values)
+            tops.append(values.mean() if sem == 0 else
+                        stats.t.interval(level, values.size - 1, loc=values.mean(), scale=sem)[1])
         verdict[method] = max(tops) < threshold
     return verdict
 '''
@@ -212,8 +214,11 @@ DELEGATIONS = {
     "attribute": ("check_camera_maps", "camera_maps", "attribute",
                   "from rice_lab.explain import attribute\n"
                   "def camera_maps(model, photos, normalization, method, target=None):\n"
-                  "    return {c: attribute(model, (p.float() / 255 - torch.tensor(normalization[c][0]).view(1, 3, 1, 1))"
-                  " / torch.tensor(normalization[c][1]).view(1, 3, 1, 1), method, target) for c, p in photos.items()}\n"),
+                  "    out = {}\n"
+                  "    for c, p in photos.items():\n"
+                  "        mean, std = (torch.tensor(v).view(1, 3, 1, 1) for v in normalization[c])\n"
+                  "        out[c] = attribute(model, (p.float() / 255 - mean) / std, method, target)\n"
+                  "    return out\n"),
     "pointing": ("check_pointing_game", "pointing_game", "pointing_game",
                  "import rice_lab.explain.metrics as m\n"
                  "def pointing_game(maps, masks):\n    return m.pointing_game(maps, masks)\n"),

@@ -40,10 +40,12 @@ sanity_module = importlib.import_module("rice_lab.explain.sanity")
 Q1, Q2, Q3, Q4, Q5 = "camera_maps", "pointing_game", "deletion_curve", "cascading_randomisation", "sanity_verdict"
 METHODS = ("saliency", "integrated-gradients", "grad-cam")
 IG_STEPS = 32
-# Integrated Gradients is an integral: captum's 32-step Gauss-Legendre rule, 50 steps, or a 32-step Riemann
-# sum differ from each other by 4-8 % (relative L2) on these small ReLU networks, and 16 steps by about 12 %
-# (measured on 5 models); the slips (absolute values, a wrong baseline or camera) differ by more than 60 %.
-IG_TOLERANCE = 0.15
+# Integrated Gradients is an integral that any rule approximates. Against captum's 32-step Gauss-Legendre rule,
+# on 400 cases of the checks (100 seeds, both models, both cameras; relative L2 error, largest): 50 steps
+# 0.084, 256 steps 0.063, a 32-step Riemann sum (left, right, middle, trapezoid) 0.091, 16 steps 0.149. The
+# slips differ far more (smallest: channels averaged 0.667, a black baseline 0.717, the other camera's
+# statistics 0.730, absolute values 0.765). The tolerance sits between, with room on both sides.
+IG_TOLERANCE = 0.25
 
 
 def _forbidden(*names: str) -> dict[str, Callable]:
