@@ -418,6 +418,7 @@ def _pointing_slips(maps: np.ndarray, masks: np.ndarray) -> dict[str, np.ndarray
         row, col = divmod(int(index), height)  # np.unravel_index(index, (W, H))
         swapped[k] = float(row < height and col < width and masks[k, row, col])
     global_max = (flat == flat.max()) & flat_masks
+    over_images = (flat == flat.max(axis=0, keepdims=True)) & flat_masks
     return {
         "abs": metrics_module.pointing_game(np.abs(maps), masks),
         "argmin": metrics_module.pointing_game(-maps, masks),
@@ -426,6 +427,7 @@ def _pointing_slips(maps: np.ndarray, masks: np.ndarray) -> dict[str, np.ndarray
         "empty-zero": np.nan_to_num(metrics_module.pointing_game(maps, masks), nan=0.0),
         "empty-one": np.nan_to_num(metrics_module.pointing_game(maps, masks), nan=1.0),
         "global": with_nan(global_max.any(axis=1)),
+        "axis0": with_nan(over_images.any(axis=1)),
     }
 
 
@@ -440,6 +442,8 @@ POINTING_HINTS = {
     "empty-zero": "an image without a lesion (a healthy leaf) has nothing to point at: give it NaN, not 0",
     "empty-one": "an image without a lesion (a healthy leaf) has nothing to point at: give it NaN, not 1",
     "global": "take each image's own maximum (over its pixels: axis=1 of maps.reshape(N, -1)), not the batch's",
+    "axis0": "take each image's maximum over its own pixels (axis=1 of maps.reshape(N, -1)), not each pixel's "
+             "maximum over the images (axis=0)",
 }
 
 
