@@ -120,7 +120,7 @@ def normalise(images: torch.Tensor, stats_of_camera: tuple) -> torch.Tensor:
     return (images.float() / 255 - mean) / std
 
 
-def _classes(target: Any, n: int) -> str:
+def _classes(target: Any) -> str:
     if target is None:
         return "target=None (each photo's predicted class)"
     return f"target={target!r}"
@@ -317,7 +317,7 @@ def check_camera_maps(camera_maps: Callable, seed: int) -> None:
         model, per_photo = negative_cam_case(seed, photos, normalization)
         for method, method_target in (("saliency", None), ("integrated-gradients", target), ("grad-cam", per_photo)):
             _compare_maps(camera_maps, model, photos, normalization, method, method_target, seed,
-                          f" (case: method={method!r}, {_classes(method_target, n)}, {n} plants, both cameras)")
+                          f" (case: method={method!r}, {_classes(method_target)}, {n} plants, both cameras)")
     _kit.passed(Q1, [f"saliency, integrated gradients and Grad-CAM for {n} plants (predicted classes, one class, one "
                      "class per photo): as rice_lab's attribute, each camera normalised with its own statistics, "
                      "channels summed",
@@ -335,7 +335,7 @@ def check_camera_maps_hidden(camera_maps: Callable, seed: int) -> None:
     with _kit.one_thread():
         for method, target in (("grad-cam", None), ("saliency", per_photo), ("integrated-gradients", None)):
             _compare_maps(camera_maps, model, photos, normalization, method, target, seed,
-                          f" (case: method={method!r}, {_classes(target, 0)}, a two-block model)")
+                          f" (case: method={method!r}, {_classes(target)}, a two-block model)")
     _kit.passed(Q1 + " (hidden)", ["another model", "the cameras in the other order"])
 
 
@@ -681,7 +681,7 @@ DELETION_CURVE = _kit.Answer(
 def check_deletion_curve(deletion_curve: Callable, seed: int) -> None:
     """Visible check for question 3: a small classifier in train mode, course photos, smooth tie-free maps."""
     case = deletion_case(seed)
-    text = f" (case: {len(case.images)} {case.camera} photos, steps={case.steps}, {_classes(case.target, 0)})"
+    text = f" (case: {len(case.images)} {case.camera} photos, steps={case.steps}, {_classes(case.target)})"
     with _kit.one_thread():
         curves, areas = _compare_deletion(deletion_curve, case, seed, text)
         other = deletion_case(seed + 1, steps=5 if case.steps != 5 else 10, target=1)
