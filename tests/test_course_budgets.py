@@ -18,7 +18,7 @@ from notebook_answers import solution_answers
 
 HEADER = re.compile(r"\*About (\d+) minutes to write; its check runs in under (\d+) s\.\*")
 SETUP = """
-import math, os
+import copy, math, os
 from pathlib import Path
 import matplotlib
 matplotlib.use("Agg")
@@ -36,6 +36,8 @@ from rice_lab.data.zindi import CLASSES, plant_id_of
 from rice_lab.evaluate.encode import encode, photo_stats
 from rice_lab.finetune.submission import check_submission
 from scipy.optimize import minimize_scalar
+from scipy import stats
+from captum.attr import IntegratedGradients, LayerAttribution, LayerGradCam, Saliency
 from torch import nn
 torch.set_num_threads(1)
 """
