@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import warnings
 from typing import Iterable
 
 ASSIGNMENTS: dict[str, str] = {
@@ -35,4 +36,6 @@ def prepare_course(assignments: Iterable[str]) -> None:
     for name in assignments:
         if name in COURSE_ARTEFACTS:
             module, function = COURSE_ARTEFACTS[name].split(":")
-            getattr(importlib.import_module(module), function)()
+            with warnings.catch_warnings():  # the libraries' deprecation notes say nothing to a learner
+                warnings.simplefilter("ignore", FutureWarning)
+                getattr(importlib.import_module(module), function)()

