@@ -29,22 +29,28 @@ from autograder.checks.a01_data import _random_ids
 from rice_lab.data.synthetic import LESION_CODES, MATERIALS, SHORTCUT_RATES
 from rice_lab.data.synthetic.artefacts import stamp_bitmap
 from rice_lab.data.zindi import CLASSES
-from rice_lab.explain import metrics as metrics_module
-from rice_lab.explain import shortcut as shortcut_module
-from rice_lab.finetune import predictions as predictions_module
 
 Q1, Q2, Q3, Q4 = "accuracy_drop", "stamp_share", "paint_on_effect", "stamp_verdicts"
 STAMP = MATERIALS["stamp"]
 BLAST = CLASSES.index("blast")
 STAMP_COLOUR = (255 / 255, 150 / 255, 40 / 255)  # what the generator burns in (artefacts.draw_stamp)
 VERDICTS = ("finds it", "misses it", "follows the photo")
+# rice_lab's explain and fine-tuning modules (captum, fastai) are imported when a reference is needed: a
+# grader checking a notebook whose answers are not written yet never pays for them.
+REFERENCE_MODULES = {"shortcut": "rice_lab.explain.shortcut", "metrics": "rice_lab.explain.metrics",
+                     "predictions": "rice_lab.finetune.predictions"}
+
+
+def _module(key: str) -> Any:
+    import importlib
+
+    return importlib.import_module(REFERENCE_MODULES[key])
 
 
 def _forbidden(*names: str) -> dict[str, Callable]:
     """Reference functions an answer must not call: ``module:function`` with module one of shortcut,
     metrics, predictions."""
-    modules = {"shortcut": shortcut_module, "metrics": metrics_module, "predictions": predictions_module}
-    return _kit.references(*((modules[key], name) for key, name in (item.split(":") for item in names)))
+    return _kit.references(*((_module(key), name) for key, name in (item.split(":") for item in names)))
 
 
 def _close(a: float, b: float, tol: float = 1e-9) -> bool:
@@ -113,7 +119,8 @@ def _fused(plants: pd.DataFrame, photo_probs: pd.DataFrame) -> np.ndarray:
     table = photo_probs.set_index(["plant_id", "camera"])[list(CLASSES)]
     per_photo = np.stack([table.loc[[(p, c) for p in plants["plant_id"]]].to_numpy(float) for c in ("rgb", "rgnir")],
                          axis=1)
-    return predictions_module.plant_views(per_photo, ["rgb", "rgnir"])[predictions_module.FUSED]
+    predictions = _module("predictions")
+    return predictions.plant_views(per_photo, ["rgb", "rgnir"])[predictions.FUSED]
 
 
 def _accuracy(plants: pd.DataFrame, photo_probs: pd.DataFrame) -> float:
@@ -199,7 +206,6 @@ def _as_drop(result: Any) -> dict[str, float] | None:
 
 
 def _compare_drop(func: Callable, plants: pd.DataFrame, photo_probs: pd.DataFrame, seed: int, case: str) -> dict:
-    expected = reference_drop(plants, photo_probs)
     with _kit.named_errors(Q1, "plants has the columns plant_id, split, role, label, test_label and stamped (one "
                            "row per plant); photo_probs has plant_id, camera and one column per class (one row "
                            "per photo)" + case, seed):
@@ -209,6 +215,7 @@ def _compare_drop(func: Callable, plants: pd.DataFrame, photo_probs: pd.DataFram
                   "work on copies (plants[plants['role'] == 'valid'] makes one); do not add columns to the tables "
                   "you are given" + case, seed)
     got = _as_drop(outcome.result)
+    expected = reference_drop(plants, photo_probs)
     if got is None:
         _kit.fail(Q1, "a dict {'validation': float, 'test': float, 'drop': float}",
                   _kit._short(outcome.result, 120), "return the three numbers in a dict with those keys" + case, seed)
@@ -317,7 +324,7 @@ def share_case(seed: int, as_numpy: bool = False, dead_map: bool = False) -> tup
 def reference_share(maps: Any, masks: np.ndarray) -> pd.DataFrame:
     """rice_lab's share of positive attribution on the stamp (NaN without any), and its pixel share."""
     stamp = np.asarray(masks) == STAMP
-    return pd.DataFrame({"stamp_mass": metrics_module.relevance_mass_accuracy(maps, stamp),
+    return pd.DataFrame({"stamp_mass": _module("metrics").relevance_mass_accuracy(maps, stamp),
                          "stamp_pixels": stamp.mean(axis=(1, 2))})
 
 
@@ -382,7 +389,6 @@ def _column(frame: pd.DataFrame, name: str) -> np.ndarray | None:
 
 
 def _compare_share(func: Callable, maps: Any, masks: np.ndarray, seed: int, case: str) -> pd.DataFrame:
-    expected = reference_share(maps, masks)
     before = (maps.detach().numpy() if torch.is_tensor(maps) else np.asarray(maps)).astype(np.float32)  # a copy
     with np.errstate(all="ignore"), _kit.named_errors(
             Q2, "maps is (images, H, W) (a tensor or an array), masks (images, H, W) material codes of the same "
@@ -394,6 +400,7 @@ def _compare_share(func: Callable, maps: Any, masks: np.ndarray, seed: int, case
                   "clip a copy (np.clip(maps, 0, None) or maps.clamp(min=0) make one); not clamp_ or out=" + case,
                   seed)
     got = outcome.result
+    expected = reference_share(maps, masks)
     if not isinstance(got, pd.DataFrame) or not {"stamp_mass", "stamp_pixels"} <= set(got.columns):
         _kit.fail(Q2, "a DataFrame with columns stamp_mass and stamp_pixels", _kit._short(got, 120),
                   "return pd.DataFrame({'stamp_mass': ..., 'stamp_pixels': ...}), one row per image" + case, seed)
@@ -741,7 +748,7 @@ def reference_verdicts(scores: pd.DataFrame) -> pd.DataFrame:
     shape: indexed by method, columns above_chance, beats_clean, verdict. 500 resamples instead of 2000:
     the cases keep every decision clear of the boundary, so both decide alike, four times faster."""
     full = scores.assign(camera="rgb", lesion_mass=np.nan, lesion_pixels=np.nan)
-    found = shortcut_module.stamp_verdicts(full, resamples=500).set_index("method")
+    found = _module("shortcut").stamp_verdicts(full, resamples=500).set_index("method")
     beats = (found["low"] > 0).fillna(False).astype(bool)
     verdict = [VERDICTS[0] if v == "finds it" else VERDICTS[1] if v == "misses it" else VERDICTS[2]
                for v in found["verdict"]]
@@ -822,7 +829,6 @@ def _same_verdicts(got: pd.DataFrame, expected: pd.DataFrame) -> bool:
 
 
 def _compare_verdicts(func: Callable, scores: pd.DataFrame, seed: int, case: str) -> pd.DataFrame:
-    expected = reference_verdicts(scores)
     with _kit.named_errors(Q4, "scores has the columns model ('shortcut' or 'clean'), method, plant_id, stamp_mass "
                            "and stamp_pixels, one row per model, method and photo" + case, seed):
         outcome = _kit.call(func, scores.copy())
@@ -830,6 +836,7 @@ def _compare_verdicts(func: Callable, scores: pd.DataFrame, seed: int, case: str
         _kit.fail(Q4, "the scores table unchanged", "it was modified",
                   "work on copies (scores[scores['model'] == 'shortcut'] makes one)" + case, seed)
     got = _as_verdicts(outcome.result)
+    expected = reference_verdicts(scores)
     if got is None:
         _kit.fail(Q4, "a DataFrame indexed by method with columns above_chance, beats_clean, verdict",
                   _kit._short(outcome.result, 160), "one row per method: pd.DataFrame(rows).set_index('method')" + case,
