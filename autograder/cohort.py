@@ -132,6 +132,7 @@ def grade_course(course_dir: Path, assignments: list[str] | None = None, jobs: i
     sets the sandbox (keys of :class:`autograder.grading.GradingSandbox`: memory, cpu_seconds, processes,
     max_output, contain).
     """
+    from autograder.course import prepare_course
     from autograder.datasets import CACHE_ENV, cache_dir, course_dataset
 
     start = time.monotonic()
@@ -150,6 +151,7 @@ def grade_course(course_dir: Path, assignments: list[str] | None = None, jobs: i
         jobs = 1  # without namespaces a submission could write elsewhere: one at a time, so the hashes say who
     job_timeout = job_timeout or max(300, 10 * (cell_timeout or 60))
     course_dataset()  # made once, here, before contained kernels read it
+    prepare_course(names)  # and what a notebook reads beyond it (05-shortcut: its two classifiers)
     with tempfile.TemporaryDirectory(prefix="rice-lab-grade-") as scratch_dir:
         scratch = Path(scratch_dir)
         env = kernel_env(scratch)

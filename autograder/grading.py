@@ -180,11 +180,12 @@ def execute_notebook(nb: NotebookNode, workdir: Path, limits: sandbox.Limits | N
     calls = {id(cell): _calls_or_none(cell) for cell in nb.cells if cell.cell_type == "code" and is_grade_cell(cell)}
     preload = tuple(dict.fromkeys(c.module for found in calls.values() if found for c in found))
     left, gone = max_output, None
+    env = answers_env()  # before the swap below: the course cache's default lives in the real temp dir
     tempdir, tempfile.tempdir = tempfile.tempdir, str(cases)
     process = None
     try:
         try:
-            process = AnswerProcess(workdir, limits=limits, home=home / "home", preload=preload, env=answers_env(),
+            process = AnswerProcess(workdir, limits=limits, home=home / "home", preload=preload, env=env,
                                     log=home / "answers.log")
         except AnswerProcessGone as err:
             gone = str(err)

@@ -113,6 +113,7 @@ def check_notebook(path: Path, timeout: int = 60, source: Path | None = None, co
     ``contained`` runs the notebook's code in the graders' sandbox (``memory`` caps each process).
     """
     from autograder import sandbox
+    from autograder.course import prepare_course
     from autograder.datasets import course_dataset
     from autograder.grading import GradingSandbox, execute_notebook
 
@@ -128,6 +129,7 @@ def check_notebook(path: Path, timeout: int = 60, source: Path | None = None, co
     notes += audit_notebook(nb)
     strip_outputs(nb)  # saved outputs and counts say nothing about this run
     course_dataset()  # made here, writable, before any contained process reads it
+    prepare_course([source_path.parent.name if source_path is not None else path.stem])
     workdir = path.resolve().parent
     settings = GradingSandbox(memory=memory or "4GiB")
     limits = settings.limits(workdir).with_paths(writable=[workdir]) if contained else None
