@@ -5,9 +5,10 @@ its clean twin (the same plants, photos and split without the stamp), then fine-
 each with one recipe: the *shortcut* model, which saw the orange date on most blast training photos, and
 the *clean* model, the control that never saw one. The recipe lets a tiny network pick up what the photos
 hold in seconds: a random start, the photos' native 51 px height, batches of 16, no MixUp, rotation, zoom
-or colour jitter, one thread (two threads on a busy 2-core machine are several times slower). As with the course
-data, a missing piece is made under a lock in the shared cache, or, while grading (the cache read-only),
-in a private folder.
+or colour jitter, one thread (two threads on a busy 2-core machine are several times slower). As with the
+course data, a missing piece is made under a lock in the shared cache; graders make it before contained
+kernels run (``autograder.course.COURSE_ARTEFACTS``), and a kernel that finds the cache read-only and
+incomplete makes a private copy.
 """
 
 from __future__ import annotations
