@@ -97,6 +97,9 @@ def test_a_matching_folder_is_reused_and_other_data_is_never_overwritten(shortcu
     before = (shortcut_root / "Train.csv").stat().st_mtime_ns
     assert make_shortcut_data(shortcut_root, plants=48, width=64, seed=0, workers=1) == shortcut_root
     assert (shortcut_root / "Train.csv").stat().st_mtime_ns == before
+    with pytest.raises(DataError, match="made with other settings; refusing to overwrite"):
+        make_shortcut_data(shortcut_root, plants=36, width=64, seed=0, workers=1)
+    assert (shortcut_root / "Train.csv").stat().st_mtime_ns == before
     fingerprint = sorted(p.name for p in (synth_root / "images").iterdir())
     with pytest.raises(DataError, match="not a date-stamp data folder; refusing to overwrite"):
         make_shortcut_data(synth_root, plants=48, width=64, workers=1)

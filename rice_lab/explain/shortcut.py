@@ -132,6 +132,10 @@ def make_shortcut_data(root: str | Path, plants: int = 600, width: int = 128, se
         if not isinstance(written, dict) or written.get("shortcut") != SHORTCUT:
             raise DataError(f"{root}: exists and is not a {SHORTCUT} data folder; refusing to overwrite it "
                             "(choose another folder)")
+        # Only an interrupted generation with these very settings is continued; other data is kept.
+        if settings_as_written(written) != json.loads(json.dumps(config.output_settings())):
+            raise DataError(f"{root}: holds {SHORTCUT} data made with other settings; refusing to overwrite it "
+                            "(choose another folder)")
     return synthesize(root, config, progress=False)
 
 
