@@ -153,6 +153,18 @@ def test_an_interrupted_run_resumes_to_the_uninterrupted_result(synth_root, enco
     assert rows(straight) == rows(resumed)
 
 
+def test_a_random_start_is_drawn_from_the_run_seed_not_from_the_process(synth_root, tmp_path):
+    """torch seeds its global generator differently in every fresh process; the same config and seed
+    must still give the same weights (a random-init body once drew from whatever state it found)."""
+    runs = []
+    for process_seed, name in ((1, "a"), (2, "b")):
+        torch.manual_seed(process_seed)  # what a fresh process might start from
+        runs.append(finetune(tiny(synth_root, tmp_path / name, "random", epochs=1)))
+    assert same_weights(weights(runs[0]), weights(runs[1]))
+    other = finetune(tiny(synth_root, tmp_path / "seed-1", "random", epochs=1, seed=1))
+    assert not same_weights(weights(runs[0]), weights(other))
+
+
 def test_if_needed_reuses_a_finished_run_and_sets_a_changed_one_aside(full_run, synth_root, encoder_run, tmp_path):
     out = tmp_path / "cached"
     shutil.copytree(full_run, out)

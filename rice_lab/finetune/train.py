@@ -55,6 +55,9 @@ RESULT = "classifier.pt"   # written last: a run without it is unfinished
 def load_start(config: FinetuneConfig, plants: pd.DataFrame) -> tuple[nn.Module, dict, dict]:
     """(encoder, per-camera normalisation, what the manifest records about the start)."""
     if config.encoder == "random":
+        # torch seeds its global generator differently in every process: the run seed decides the
+        # initial weights, as in pre-training (ImageNet weights, when asked for, overwrite them).
+        seed_everything(config.seed)
         encoder = create_encoder(config.arch, pretrained=config.pretrained)
         if config.pretrained:
             stats = {c: IMAGENET_STATS for c in CAMERAS}
