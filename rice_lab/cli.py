@@ -338,7 +338,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "the randomisation sanity checks; everything gathered in OUT/report.html, which opens offline.")
     explain.add_argument("run", type=Path, help="a fine-tuning run directory")
     explain.add_argument("data", type=Path, help="Zindi-layout folder (masks/ enables the localisation metrics)")
-    explain.add_argument("--out", type=Path, required=True, help="report folder to create (or an earlier report's)")
+    explain.add_argument("--out", type=Path, required=True, help="report folder to create; an earlier report there is moved to "
+                         "<out>.stale-<UTC time>, never written over (--if-needed reads a current one back)")
     explain.add_argument("--methods", nargs="+", default=None, metavar="METHOD",
                          help="attribution methods, by name or comma-separated (default: saliency, integrated "
                               "gradients, Grad-CAM and Guided Grad-CAM)")
@@ -419,6 +420,8 @@ def _cmd_explain(args: argparse.Namespace) -> int:
     report = explain_run(args.run, args.data, args.out, methods=methods, images=images, seed=args.seed,
                          cameras=None if args.camera == "both" else args.camera, concepts=args.concepts,
                          shuffled=args.shuffled, progress=not args.no_progress, if_needed=args.if_needed)
+    if report.set_aside is not None:
+        print(f"rice-lab: the earlier report in {args.out} was moved to {report.set_aside}", file=sys.stderr)
     if "localisation" in report.skipped:
         print(f"rice-lab: warning: localisation skipped: {report.skipped['localisation']}", file=sys.stderr)
     print(f"wrote {report.html} ({report.seconds['total']:.0f} s; tables table.csv and table.md, figures in "

@@ -175,9 +175,15 @@ def test_the_command_writes_the_report(run_dir, synth_root, tmp_path, capsys):
     assert set(table["camera"]) == {"rgnir"} and set(table["method"]) == {"saliency", "grad-cam", *BASELINES}
     config = json.loads((out / "manifest.json").read_text())["config"]
     assert config["seed"] == 1 and config["images"] == 3
-    # an earlier report's folder may be written again
+    # an earlier report in the folder is moved aside, never written over
+    first_page = (out / "report.html").read_bytes()
     assert main(["explain", str(run_dir), str(synth_root), "--out", str(out), "--methods", "saliency", "--images",
                  "2", "--camera", "rgnir", "--no-progress"]) == 0
+    err = capsys.readouterr().err
+    kept = [p for p in tmp_path.iterdir() if p.name.startswith("cli.stale-")]
+    assert len(kept) == 1 and f"moved to {kept[0]}" in err and err.count("\n") == 1
+    assert (kept[0] / "report.html").read_bytes() == first_page
+    assert json.loads((out / "manifest.json").read_text())["config"]["images"] == 2
 
 
 def test_if_needed_reads_back_a_current_report_and_redoes_a_stale_one(run_dir, synth_root, tmp_path):
@@ -193,6 +199,7 @@ def test_if_needed_reads_back_a_current_report_and_redoes_a_stale_one(run_dir, s
     # other settings: computed again
     other = explain_run(run_dir, synth_root, out, if_needed=True, **dict(settings, images=3))
     assert len(other.scores["plant_id"].unique()) == 3 and read_manifest(out)["config"]["images"] == 3
+    assert other.set_aside is not None and read_manifest(other.set_aside)["config"]["images"] == 2
     # a classifier that changed since (the same settings): computed again
     manifest = json.loads((out / "manifest.json").read_text())
     manifest["classifiers"]["run"] = "0" * 64  # as if the run had been fine-tuned again since

@@ -68,7 +68,8 @@ class ExplainReport:
     """What :func:`explain_run` wrote (``out``), and its tables: ``table`` (mean and interval per
     camera, method and metric), ``scores`` (one row per camera, method and photo), ``curves`` (mean
     deletion and insertion curves), ``sanity`` (the cascade's and data randomisation's table),
-    ``tcav`` (the concept test, when asked), ``skipped`` ({part: why}) and ``seconds`` per part."""
+    ``tcav`` (the concept test, when asked), ``skipped`` ({part: why}), ``seconds`` per part and
+    ``set_aside``: where an earlier report found in ``out`` was moved (``<out>.stale-<UTC time>``), if any."""
 
     out: Path
     html: Path
@@ -79,6 +80,7 @@ class ExplainReport:
     tcav: pd.DataFrame | None
     skipped: dict[str, str] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
+    set_aside: Path | None = None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -135,19 +137,28 @@ def explained_plants(plants: pd.DataFrame, run_config: dict, images: int, seed: 
     return pool.iloc[chosen].drop(columns=[c for c in ("role", "group") if c in pool.columns]).reset_index(drop=True)
 
 
-def _prepare_out(out: Path, run: Path) -> None:
-    """Create ``out``; refuse a run directory or a folder holding anything but an earlier report."""
+def _prepare_out(out: Path, run: Path) -> Path | None:
+    """Create ``out``; refuse a run directory or a folder holding anything but an earlier report. An
+    earlier report is never written over: it is moved to ``<out>.stale-<UTC time>`` (returned)."""
+    from rice_lab.runs import set_aside
+
     if out.resolve() == run.resolve() or run.resolve() in out.resolve().parents:
         raise ConfigError(f"--out {out}: inside the run directory {run}; write the report beside the run")
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out}: a file, not a folder")
+    earlier = None
     if out.is_dir() and any(out.iterdir()):
         manifest = out / "manifest.json"
-        kind = json.loads(manifest.read_text()).get("kind") if manifest.is_file() else None
+        try:
+            kind = json.loads(manifest.read_text()).get("kind") if manifest.is_file() else None
+        except (OSError, ValueError):
+            kind = None
         if kind != KIND:
             raise ConfigError(f"--out {out}: a folder that holds other files; give a new or empty folder (an earlier "
-                              "report's folder is rewritten)")
+                              "report there is moved aside, never written over)")
+        earlier = set_aside(out)
     (out / "figures").mkdir(parents=True, exist_ok=True)
+    return earlier
 
 
 # ---------------------------------------------------------------------------------------------
@@ -518,7 +529,7 @@ def explain_run(run: str | Path, data: str | Path, out: str | Path, methods: Seq
     hashes = {"run": _classifier_hash(run), "shuffled": _classifier_hash(None if shuffled is None else Path(shuffled))}
     if if_needed and _report_is_current(out, config, fingerprint, hashes):
         return load_report(out)
-    _prepare_out(out, run)
+    earlier = _prepare_out(out, run)
     plants = explained_plants(plants_all, run_config, images, seed)
     ids = list(plants["plant_id"])
     skipped: dict[str, str] = {}
@@ -671,7 +682,7 @@ def explain_run(run: str | Path, data: str | Path, out: str | Path, methods: Seq
     write_manifest(out, KIND, config, fingerprint,
                    extra={"plants": ids, "skipped": skipped, "seconds": seconds, "classifiers": hashes})
     return ExplainReport(out, report_path, table, scores, curves_frame, sanity, None if tcav is None else tcav.table,
-                         skipped, seconds)
+                         skipped, seconds, earlier)
 
 
 __all__ = ["BASELINES", "DEFAULT_IMAGES", "DEFAULT_METHODS", "ExplainReport", "explain_run", "explained_plants",
