@@ -96,8 +96,10 @@ book: explained
 	$(BIN)/jupyter-book build book -W --keep-going
 	@echo "book: open book/_build/html/index.html"
 
+# Two processes, a test file each at a time (module fixtures are built once): many tests are single-threaded
+# or wait on subprocesses, so the second core is otherwise idle. Plain `pytest` runs the same tests in one.
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2 --dist loadfile
 
 exercises: $(STAMP)
 	$(BIN)/python -m autograder generate
