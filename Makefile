@@ -14,7 +14,7 @@ export RICE_LAB_DATA := $(abspath $(DATA))
 export RICE_LAB_RUNS := $(abspath $(RUNS))
 export MPLBACKEND := Agg
 
-.PHONY: install data pipeline classifiers explained book test exercises experiments bench clean FORCE
+.PHONY: install data pipeline classifiers explained book test test-slow exercises experiments bench clean FORCE
 
 install: $(STAMP)
 
@@ -96,10 +96,14 @@ book: explained
 	$(BIN)/jupyter-book build book -W --keep-going
 	@echo "book: open book/_build/html/index.html"
 
-# Two processes, a test file each at a time (module fixtures are built once): many tests are single-threaded
-# or wait on subprocesses, so the second core is otherwise idle. Plain `pytest` runs the same tests in one.
+# Two processes, one test file each at a time (module fixtures are built once); the statistical end-to-end
+# tests (marked slow: minutes each on the book's full-size data) run apart, in `make test-slow`.
 test: $(STAMP)
-	$(BIN)/python -m pytest -n 2 --dist loadfile
+	$(BIN)/python -m pytest -n 2 --dist loadfile -m "not slow"
+
+# The claims the book makes, re-checked end to end on fresh full-size data (about 12 minutes on 2 cores).
+test-slow: $(STAMP)
+	$(BIN)/python -m pytest -m slow
 
 exercises: $(STAMP)
 	$(BIN)/python -m autograder generate

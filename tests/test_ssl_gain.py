@@ -2,8 +2,8 @@
 synthetic data, gives an encoder that reads the disease better than its own random start.
 
 This is the slowest test (about 8 minutes on 2 idle cores): it trains the real preset, 1,600 steps,
-because the disease only shows in the features after 600-900 of them. It is marked ``slow``; plain
-``pytest`` (``make test``, CI) runs it, ``-m "not slow"`` leaves it out.
+because the disease only shows in the features after 600-900 of them. It is marked ``slow``:
+``make test-slow`` (and plain ``pytest``) runs it, ``make test`` leaves it out; CI runs both.
 
 What it asserts, and how often that held: the linear probe of at least one camera gains by more than
 two standard errors. Measured with this version of the code (RICE_LAB_TEST_SEED=S), the margin of
