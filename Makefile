@@ -51,7 +51,7 @@ $(DATA)/.complete: $(wildcard rice_lab/data/synthetic/*.py) rice_lab/data/zindi.
 pipeline: data
 	@run=$(RUNS)/cpu-tiny-paired; before=$$(cksum < $$run/encoder.pt 2>/dev/null); \
 	$(BIN)/rice-lab pretrain $(DATA) --preset cpu-tiny --views paired --out $$run --if-needed --no-progress \
-	&& if [ "$$before" != "$$(cksum < $$run/encoder.pt)" ]; then $(BIN)/python book/uncache.py ssl.md finetune.md explain.md; fi
+	&& if [ "$$before" != "$$(cksum < $$run/encoder.pt)" ]; then $(BIN)/python book/uncache.py ssl.md finetune.md explain.md dynamics.md; fi
 
 # The classifiers the fine-tuning chapter reads: the default (SwAV, full), a random start and a probe.
 classifiers: pipeline
@@ -61,7 +61,7 @@ classifiers: pipeline
 	              "cpu-tiny-classifier-shuffled --encoder $(RUNS)/cpu-tiny-paired --mode full --shuffled-labels"; do \
 	  set -- $$spec; run=$(RUNS)/$$1; shift; before=$$(cksum < $$run/classifier.pt 2>/dev/null); \
 	  $(BIN)/rice-lab finetune $(DATA) --preset cpu-tiny --out $$run --if-needed --no-progress "$$@" || exit 1; \
-	  if [ "$$before" != "$$(cksum < $$run/classifier.pt)" ]; then $(BIN)/python book/uncache.py finetune.md explain.md; fi; \
+	  if [ "$$before" != "$$(cksum < $$run/classifier.pt)" ]; then $(BIN)/python book/uncache.py finetune.md explain.md dynamics.md; fi; \
 	done
 
 # The explaining chapter's report on the default classifier (kept while its settings, data and
