@@ -321,7 +321,8 @@ def build_parser() -> argparse.ArgumentParser:
                                           "its training loss, and writes dynamics.csv, drops.csv and "
                                           "dynamics.png into --out. The run is only read.")
     dyn.add_argument("run", type=Path, help="a pre-training run directory (rice-lab pretrain --out)")
-    dyn.add_argument("--out", type=Path, required=True, help="folder for dynamics.csv, drops.csv, dynamics.png")
+    dyn.add_argument("--out", type=Path, required=True, help="folder for dynamics.csv, drops.csv, dynamics.png (earlier "
+                     "ones there are moved to <out>.stale-<UTC time>, never written over)")
     dyn.add_argument("--data", type=Path, default=None,
                      help="the Zindi folder the run was trained on (default: the path in its manifest)")
     dyn.add_argument("--every", type=int, default=1, help="measure every N-th checkpoint (the final always)")
@@ -405,6 +406,8 @@ def _cmd_dynamics(args: argparse.Namespace) -> int:
     found = write_dynamics(args.run, args.out, data=args.data, every=args.every, max_plants=args.max_plants,
                            progress=not args.no_progress)
     files, drops = found["files"], found["drops"]
+    if found["set_aside"] is not None:
+        print(f"rice-lab: the earlier measures in {args.out} were moved to {found['set_aside']}", file=sys.stderr)
     shown = ", ".join(f"step {d.step:g} (-{d.size:.3f}, {d.sigmas:.0f} x noise)" for d in drops) or "none"
     print(f"wrote {files['table']} ({len(found['table'])} checkpoints), {files['drops']} and {files['figure']}")
     print(f"sudden drops in the training loss: {shown}")

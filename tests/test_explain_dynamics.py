@@ -190,6 +190,17 @@ def test_the_command_writes_the_table_the_drops_and_the_figure(swav_run, tmp_pat
     assert (out / "dynamics.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     stdout = capsys.readouterr().out
     assert f"({len(written)} checkpoints)" in stdout and "sudden drops in the training loss:" in stdout
+    # again into the same folder: the earlier measures are moved aside, never written over
+    first = (out / "dynamics.csv").read_bytes()
+    assert main(["dynamics", str(swav_run), "--out", str(out), "--every", "100"]) == 0
+    kept = [p for p in tmp_path.iterdir() if p.name.startswith("dynamics.stale-")]
+    assert len(kept) == 1 and (kept[0] / "dynamics.csv").read_bytes() == first
+    assert f"moved to {kept[0]}" in capsys.readouterr().err and len(pd.read_csv(out / "dynamics.csv")) == 2
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    (busy / "notes.txt").write_text("mine")
+    assert main(["dynamics", str(swav_run), "--out", str(busy)]) == 1
+    assert "holds other files" in capsys.readouterr().err and (busy / "notes.txt").read_text() == "mine"
 
 
 def test_the_command_refuses_bad_runs_in_one_line(swav_run, tmp_path, capsys):

@@ -531,17 +531,24 @@ def write_dynamics(run_dir: str | Path, out: str | Path, data: str | Path | None
                    max_plants: int | None = None, progress: bool = True) -> dict:
     """Measure a pre-training run's checkpoints and write ``dynamics.csv`` (:func:`progress_measures`),
     ``drops.csv`` (the training loss's sudden drops, :func:`rice_lab.explain.changepoints.find_drops`)
-    and ``dynamics.png`` (:func:`plot_dynamics`) into ``out``. Returns {"table", "drops", "files"}."""
+    and ``dynamics.png`` (:func:`plot_dynamics`) into ``out``. Earlier measures found in ``out`` are moved
+    to ``<out>.stale-<UTC time>``, never written over. Returns {"table", "drops", "files", "set_aside"}."""
     import matplotlib.pyplot as plt
 
     from rice_lab.explain.changepoints import drops_table, find_drops
+    from rice_lab.runs import set_aside
 
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise ConfigError(f"{out}: exists and is not a folder; choose another --out")
+    earlier = out.is_dir() and any(out.iterdir())
+    if earlier and not (out / "dynamics.csv").is_file():
+        raise ConfigError(f"--out {out}: a folder that holds other files; give a new or empty folder (earlier "
+                          "measures there are moved aside, never written over)")
     table = progress_measures(run_dir, data, every, max_plants, progress)
     curve = training_curve(run_dir)
     drops = find_drops(curve["step"], curve["loss"]) if curve is not None else []
+    moved = set_aside(out) if earlier else None
     out.mkdir(parents=True, exist_ok=True)
     files = {"table": out / "dynamics.csv", "drops": out / "drops.csv", "figure": out / "dynamics.png"}
     table.to_csv(files["table"], index=False)
@@ -549,7 +556,7 @@ def write_dynamics(run_dir: str | Path, out: str | Path, data: str | Path | None
     fig = plot_dynamics(table, curve, drops)
     fig.savefig(files["figure"], dpi=120)
     plt.close(fig)
-    return {"table": table, "drops": drops, "files": files}
+    return {"table": table, "drops": drops, "files": files, "set_aside": moved}
 
 
 __all__ = ["MEASURES", "DynamicsInputs", "checkpoint_measures", "code_entropy", "crop_measures", "data_root",
