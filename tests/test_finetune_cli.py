@@ -72,6 +72,24 @@ def test_evaluate_writes_json_and_figure(runs, synth_root):
     assert (runs["clf"] / "evaluation.png").stat().st_size > 0
 
 
+def test_evaluate_from_python_leaves_the_plotting_backend_alone(runs, synth_root, tmp_path, monkeypatch):
+    """A notebook's inline figures must keep showing after evaluate_run (it once switched pyplot to Agg,
+    and every later figure of the fine-tuning chapter silently vanished from the book)."""
+    import shutil
+
+    import matplotlib
+
+    from rice_lab.finetune import evaluate_run
+
+    run = tmp_path / "clf"
+    shutil.copytree(runs["clf"], run)
+    switched = []
+    monkeypatch.setattr(matplotlib, "use", lambda *args, **kwargs: switched.append(args))
+    monkeypatch.setattr("matplotlib.pyplot.switch_backend", lambda *args, **kwargs: switched.append(args))
+    evaluate_run(run, synth_root, resamples=100)
+    assert switched == [] and (run / "evaluation.png").read_bytes()[:4] == b"\x89PNG"
+
+
 @pytest.mark.parametrize("command", ["predict", "evaluate", "finetune"])
 def test_a_run_of_the_wrong_kind_gets_one_line_and_exit_1(runs, synth_root, tmp_path, command):
     if command == "finetune":  # a classifier run is no encoder to start from

@@ -88,12 +88,12 @@ def evaluate_run(run_dir: str | Path, data: str | Path, resamples: int = 1000, s
 
 
 def _figure(labels: np.ndarray, found, report: dict, path: Path) -> None:
-    import matplotlib
+    # A Figure of its own, drawn without pyplot: works headless and leaves the caller's backend alone
+    # (switching it to Agg here once silenced every later inline figure of a notebook).
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 3, figsize=(12, 4))
+    fig = Figure(figsize=(12, 4))
+    axes = fig.subplots(1, 3)
     plot_reliability(labels, found.raw[FUSED].to_numpy(), ax=axes[0], title="fused, raw")
     plot_reliability(labels, found.plants[FUSED].to_numpy(), ax=axes[1],
                      title=f"fused, T = {found.temperatures[FUSED]:.2f}")
@@ -105,7 +105,6 @@ def _figure(labels: np.ndarray, found, report: dict, path: Path) -> None:
                 xlabel="predicted", ylabel="true", title=f"fused, {report['split']}")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)
 
 
 __all__ = ["evaluate_run", "f1_per_class", "labelled_plants"]
