@@ -94,6 +94,7 @@ experiments: classifiers
 
 book: explained
 	$(BIN)/jupyter-book build book -W --keep-going
+	$(BIN)/python book/check_figures.py
 	@echo "book: open book/_build/html/index.html"
 
 # Two processes, one test file each at a time (module fixtures are built once); the statistical end-to-end
