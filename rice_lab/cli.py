@@ -50,6 +50,8 @@ def _cmd_pretrain(args: argparse.Namespace) -> int:
                         epochs=args.epochs, seed=args.seed, batch_size=args.batch_size, lr=args.lr,
                         encoder=args.encoder, init=args.init, precision=args.precision,
                         photo_height=args.photo_height, crops={"size": args.crop_size} if args.crop_size else None,
+                        swav={k: v for k, v in (("n_prototypes", args.prototypes), ("queue_factor", args.queue_factor),
+                                                ("queue_start", args.queue_start)) if v is not None} or None,
                         threads=args.threads, workers=args.workers,
                         checkpoint_every=args.checkpoint_every, resume_every=args.resume_every,
                         pretrained=True if args.pretrained else None, progress=False if args.no_progress else None)
@@ -222,6 +224,10 @@ def build_parser() -> argparse.ArgumentParser:
     pre.add_argument("--crop-size", type=int, default=None, help="side of the large crops, px")
     pre.add_argument("--photo-height", type=int, default=None,
                      help="height photos are decoded to before cropping, px (default: the preset's)")
+    pre.add_argument("--prototypes", type=int, default=None, help="K, SwAV's number of prototypes")
+    pre.add_argument("--queue-factor", type=int, default=None, help="queue length in batches (0: no queue)")
+    pre.add_argument("--queue-start", type=float, default=None,
+                     help="share of the run after which the queue fills, then is used")
     pre.add_argument("--pretrained", action="store_true", help="start from timm ImageNet weights")
     pre.add_argument("--init", default=None, help="start the encoder from a local checkpoint or run dir")
     pre.add_argument("--precision", choices=["auto", "fp16", "bf16", "fp32"], default=None)
@@ -295,15 +301,18 @@ def build_parser() -> argparse.ArgumentParser:
     judge.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples")
     judge.set_defaults(func=_cmd_evaluate)
 
-    exp = commands.add_parser("experiment", help="many fine-tuning runs -> a table (CSV) and a figure with 95 %% CIs",
+    exp = commands.add_parser("experiment", help="many fine-tuning (or, for bump, pre-training) runs -> tables (CSV) "
+                                                 "and a figure",
                               description="Runs live under OUT/runs and are reused or resumed when the command "
-                                          "is run again; nothing is deleted.")
-    exp.add_argument("name", choices=["label-efficiency", "sensors", "self-distillation", "leakage"])
+                                          "is run again; nothing is deleted. bump: SwAV pre-training runs per "
+                                          "queue arm and seed, their loss curves' plateaus and drops.")
+    exp.add_argument("name", choices=["label-efficiency", "sensors", "self-distillation", "leakage", "bump"])
     exp.add_argument("data", type=Path, help="Zindi folder (without test labels, 20 %% of its training plants "
                                              "are held out as the test plants)")
     exp.add_argument("--out", type=Path, required=True, help="experiment directory")
-    exp.add_argument("--encoder", action="append", required=True, metavar="NAME=RUN",
-                     help="an encoder start, repeatable: a pre-training run directory, 'random' or 'imagenet'")
+    exp.add_argument("--encoder", action="append", default=[], metavar="NAME=RUN",
+                     help="an encoder start, repeatable: a pre-training run directory, 'random' or 'imagenet' "
+                          "(every experiment but bump needs one)")
     exp.add_argument("--seeds", type=int, default=5, help="seeds 0..N-1 (label subsets and training)")
     exp.add_argument("--preset", default="cpu-tiny")
     exp.add_argument("--epochs", type=int, default=None, help="epochs of each run (default: the preset's)")
@@ -311,6 +320,8 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--modes", nargs="+", choices=["probe", "discriminative", "full"],
                      default=["probe", "discriminative"], help="label-efficiency: fine-tuning modes")
     exp.add_argument("--min-steps", type=int, default=200, help="label-efficiency: least optimiser steps per run")
+    exp.add_argument("--arms", nargs="+", default=None, metavar="ARM",
+                     help="bump: queue-half, queue-quarter and/or queue-never (default: all three)")
     exp.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     exp.set_defaults(func=_cmd_experiment)
 
@@ -376,9 +387,18 @@ def _cmd_experiment(args: argparse.Namespace) -> int:
     from rice_lab.finetune import experiments
     from rice_lab.finetune.config import get_preset
 
-    preset = get_preset(args.preset, epochs=args.epochs, threads=args.threads)
     seeds = range(args.seeds)
+    if args.name == "bump":
+        from rice_lab.explain import bump
+
+        bump.bump_experiment(args.data, args.out, seeds, tuple(args.arms or bump.ARMS), args.epochs or bump.EPOCHS,
+                             args.threads or 1)
+        print(f"wrote {args.out / 'bump.csv'}, {args.out / 'bump_summary.csv'} and {args.out / 'bump.png'}")
+        return 0
+    preset = get_preset(args.preset, epochs=args.epochs, threads=args.threads)
     encoders = _encoders(args.encoder)
+    if not encoders:
+        raise RiceLabError(f"{args.name} needs at least one --encoder NAME=RUN")
     if args.name in ("self-distillation", "leakage") and len(encoders) != 1:
         raise RiceLabError(f"{args.name} takes one --encoder NAME=RUN, got {len(encoders)}")
     if args.name == "label-efficiency":

@@ -14,8 +14,9 @@ import pytest
 import torch
 
 from rice_lab.errors import CheckpointError, DataError
-from rice_lab.explain.dynamics import (MEASURES, code_entropy, dynamics_inputs, progress_measures, prototype_usage,
-                                       run_checkpoints, sensor_agreement, weight_norm)
+from rice_lab.explain.dynamics import (MEASURES, code_entropy, dynamics_inputs, export_series, photo_outputs,
+                                       progress_measures, prototype_usage, run_checkpoints, sensor_agreement,
+                                       weight_norm)
 from rice_lab.presets import get_preset
 from rice_lab.runs import checkpoint_step, list_checkpoints, read_metrics
 from rice_lab.ssl.model import load_swav_model
@@ -237,3 +238,23 @@ def test_fewer_plants_keep_every_disease(swav_run, inputs):
     assert set(fewer.plants["label"]) == set(inputs.plants["label"])
     assert set(fewer.plants["plant_id"]) <= set(inputs.plants["plant_id"])
     assert fewer.photos["rgb"].shape[0] == len(fewer.plants) == len(fewer.targets["label"])
+
+
+def test_the_exported_series_holds_each_snapshots_features_and_the_curve(swav_run, inputs, table, tmp_path):
+    path = export_series(swav_run, tmp_path / "series.npz", max_plants=20)
+    series = np.load(path)  # no pickled objects: a learner's np.load opens it
+    snapshots = run_checkpoints(swav_run)
+    assert series["steps"].tolist() == table["step"].tolist()
+    sample = dynamics_inputs(swav_run, max_plants=20)  # a stratified draw of at most 20 plants
+    photos = len(sample.plants)
+    assert 15 <= photos <= 20 and series["features"].shape[:2] == (len(snapshots), photos)
+    assert series["features"].dtype == np.float16
+    np.testing.assert_allclose(series["loss_fixed_crops"], table["loss_fixed_crops"], rtol=1e-9)
+    net = load_swav_model(snapshots[-1])
+    expected = photo_outputs(net, {"rgb": sample.photos["rgb"]}, sample.config.decoded_height)["rgb"][0]
+    np.testing.assert_allclose(series["features"][-1], expected.numpy().astype(np.float16), rtol=1e-2, atol=1e-3)
+    metrics = read_metrics(swav_run)
+    assert series["curve_loss"].tolist() == pytest.approx(metrics.loc[metrics["kind"] == "train", "loss"].tolist())
+    assert sorted(set(series["label"])) <= ["blast", "brown", "healthy"] and len(series["background"]) == photos
+    again = export_series(swav_run, path, max_plants=20)
+    assert again == path and len(list(tmp_path.glob("series.npz.stale-*"))) == 1  # the first one kept aside

@@ -5,6 +5,7 @@
     progress_measures(run_dir, data=None)        -> DataFrame: one row per checkpoint (step)
     plot_dynamics(table, curve, drops)           -> every measure on one step axis, the drops marked
     write_dynamics(run_dir, out)                 -> dynamics.csv, drops.csv, dynamics.png (``rice-lab dynamics``)
+    export_series(run_dir, path)                 -> a small .npz: the loss curve and photo features per snapshot
     prototype_usage / code_entropy / sensor_agreement / weight_norm -> the measures, on tensors
 
 A loss curve says *that* something changed, not *what*. Grokking was explained (Nanda et al. 2023)
@@ -559,6 +560,44 @@ def write_dynamics(run_dir: str | Path, out: str | Path, data: str | Path | None
     return {"table": table, "drops": drops, "files": files, "set_aside": moved}
 
 
+@torch.no_grad()
+def export_series(run_dir: str | Path, path: str | Path, data: str | Path | None = None, max_plants: int = 90,
+                  camera: str = "rgb", seed: int = 0) -> Path:
+    """Write what a run's checkpoint series shows, small enough to hand out: ``steps`` (one per snapshot),
+    ``features`` (snapshots x photos x features, float16: the encoder features of one camera's photos of
+    ``max_plants`` labelled training plants), ``loss_fixed_crops`` per snapshot, the per-step training
+    curve (``curve_step``, ``curve_loss``), the photos' ``label`` and ``background`` names (empty where
+    unknown), ``n_prototypes`` and ``queue_start_step`` (the step the queue starts filling; -1: no
+    queue). An earlier file at ``path`` is moved aside."""
+    from rice_lab.runs import set_aside
+    from rice_lab.ssl.model import load_swav_model
+
+    inputs = dynamics_inputs(run_dir, data, max_plants, seed)
+    config, steps, features, losses = inputs.config, [], [], []
+    with _one_torch_thread():
+        for checkpoint in inputs.checkpoints:
+            net = load_swav_model(checkpoint)
+            steps.append(int(torch.load(checkpoint, map_location="cpu", weights_only=True).get("step", -1)))
+            losses.append(crop_measures(net, inputs.crops, config.swav, config.crops.n_large)["loss_fixed_crops"])
+            photos = {camera: inputs.photos[camera]}
+            features.append(photo_outputs(net, photos, config.decoded_height)[camera][0].numpy())
+    curve = training_curve(run_dir)
+    total = int(curve["step"].max())  # the last logged step: the run's length
+    queue_start = int(config.swav.queue_start * total) if config.swav.queue_factor else -1
+    names = {target: inputs.plants[target].astype(str).to_numpy(dtype="U") if target in inputs.plants else np.array([], "U1")
+             for target in TARGETS}
+    path = Path(path)
+    if path.exists():
+        set_aside(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(path, steps=np.array(steps), features=np.stack(features).astype(np.float16),
+                        loss_fixed_crops=np.array(losses), curve_step=curve["step"].to_numpy(),
+                        curve_loss=curve["loss"].to_numpy(np.float32), label=names["label"],
+                        background=names["background"], n_prototypes=config.swav.n_prototypes,
+                        queue_start_step=queue_start)
+    return path
+
+
 __all__ = ["MEASURES", "DynamicsInputs", "checkpoint_measures", "code_entropy", "crop_measures", "data_root",
-           "dynamics_inputs", "fixed_crops", "photo_outputs", "plot_dynamics", "probe_measures", "progress_measures",
+           "dynamics_inputs", "export_series", "fixed_crops", "photo_outputs", "plot_dynamics", "probe_measures", "progress_measures",
            "prototype_usage", "run_checkpoints", "sensor_agreement", "training_curve", "weight_norm", "write_dynamics"]
