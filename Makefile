@@ -14,7 +14,7 @@ export RICE_LAB_DATA := $(abspath $(DATA))
 export RICE_LAB_RUNS := $(abspath $(RUNS))
 export MPLBACKEND := Agg
 
-.PHONY: install data pipeline classifiers explained book test test-slow exercises experiments bench clean FORCE
+.PHONY: install data pipeline classifiers explained book test test-slow exercises experiments bump bench clean FORCE
 
 install: $(STAMP)
 
@@ -87,10 +87,22 @@ experiments: classifiers
 	$(BIN)/rice-lab experiment self-distillation $(DATA) --out $(EXPERIMENTS)/self-distillation --seeds 3 \
 		--threads $(EXP_THREADS) --encoder swav=$(RUNS)/cpu-tiny-paired
 	$(BIN)/rice-lab experiment label-efficiency $(DATA) --out $(EXPERIMENTS)/label-efficiency --seeds 5 \
-		--threads $(EXP_THREADS) --encoder swav=$(RUNS)/cpu-tiny-paired --encoder random=random
+		--modes discriminative --threads $(EXP_THREADS) --encoder swav=$(RUNS)/cpu-tiny-paired --encoder random=random
 	for name in leakage sensors self-distillation label-efficiency; do \
 	  mkdir -p book/measured/$$name && cp $(EXPERIMENTS)/$$name/*.csv $(EXPERIMENTS)/$$name/*.json book/measured/$$name/ || exit 1; \
 	done
+
+# The dynamics chapter's bump experiment (about 18 minutes per pre-training run on one core): the lead
+# configuration over five seeds, then the queue moved (from half-way, never) over three, on the same runs;
+# and the progress measures of one dense series. Tables copied into book/measured/ as above.
+BUMP := $(EXPERIMENTS)/bump
+bump: data
+	$(BIN)/rice-lab experiment bump $(DATA) --out $(BUMP) --seeds 5 --arms queue-half
+	mkdir -p book/measured/bump-seeds && cp $(BUMP)/bump.csv $(BUMP)/bump_summary.csv book/measured/bump-seeds/
+	$(BIN)/rice-lab experiment bump $(DATA) --out $(BUMP) --seeds 3 --arms queue-half queue-never
+	mkdir -p book/measured/bump-queue && cp $(BUMP)/bump.csv $(BUMP)/bump_summary.csv book/measured/bump-queue/
+	$(BIN)/rice-lab dynamics $(BUMP)/runs/queue-half-s1 --out $(BUMP)/dynamics-s1 --threads 1 --no-progress
+	mkdir -p book/measured/bump-dynamics && cp $(BUMP)/dynamics-s1/*.csv book/measured/bump-dynamics/
 
 book: explained
 	$(BIN)/jupyter-book build book -W --keep-going

@@ -12,7 +12,8 @@ import pytest
 
 from rice_lab.cli import main
 from rice_lab.errors import ConfigError
-from rice_lab.explain.bump import ARMS, arm_config, bump_experiment, curve_summary, queue_start_step
+from rice_lab.explain.bump import (ARMS, arm_config, bump_experiment, curve_summary, queue_start_step,
+                                  smoothed_curve)
 
 STEPS = np.arange(1, 2401)
 
@@ -40,6 +41,13 @@ def test_a_second_descent_is_found_where_it_is(seed):
 def test_a_curve_without_one_has_none(seed):
     row = curve_summary(STEPS, curve(seed, descent=0.0))
     assert np.isnan(row["descent_step"]) and row["sudden_drops"] == 0
+
+
+def test_a_smoothed_curve_is_the_median_of_each_window():
+    curve = pd.DataFrame({"step": np.arange(1, 21), "loss": np.r_[np.full(8, 2.0), np.full(8, 1.0), [9, 0, 0, 0]]})
+    curve.loc[3, "loss"] = 50.0  # one spike moves no median
+    smooth = smoothed_curve(curve, window=8)
+    assert smooth["loss"].tolist() == [2.0, 1.0, 0.0] and smooth["step"].tolist() == [4.5, 12.5, 18.5]
 
 
 def test_a_sudden_drop_is_counted_as_one():
@@ -70,6 +78,12 @@ def test_the_experiment_writes_its_tables_and_reuses_its_runs(synth_root, tmp_pa
     assert table["queue_start_step"].isna().tolist() == [False, True]
     summary = pd.read_csv(out / "bump_summary.csv")
     assert summary["runs"].tolist() == [1, 1]
+    curves = pd.read_csv(out / "bump_curves.csv")
+    for arm in ("queue-half", "queue-never"):
+        run = out / "runs" / f"{arm}-s0"
+        logged = pd.read_csv(run / "metrics.csv").query("kind == 'train'")
+        assert curves.query("arm == @arm")["loss"].tolist() == pytest.approx(
+            smoothed_curve(logged[["step", "loss"]])["loss"].tolist())
     manifest = json.loads((out / "runs" / "queue-never-s0" / "manifest.json").read_text())
     assert manifest["config"]["swav"]["queue_factor"] == 0 and manifest["config"]["epochs"] == 2
     weights = out / "runs" / "queue-half-s0" / "encoder.pt"

@@ -3,7 +3,8 @@ seeds and with the suspected cause (the queue) moved, every loss curve summarise
 
     arm_config(data, out, arm, seed)       -> the PretrainConfig of one run
     curve_summary(steps, losses, ...)      -> the numbers of one loss curve: plateau, descent, drops
-    bump_experiment(data, out, seeds, arms)-> bump.csv (one row per run), bump_summary.csv (per arm), bump.png
+    bump_experiment(data, out, seeds, arms)-> bump.csv (one row per run), bump_summary.csv (per arm),
+                                              bump_curves.csv (each curve, smoothed), bump.png
 
 The lead configuration is ``cpu-tiny`` with far more prototypes than a batch of 32 can balance
 (1,024) and a queue of 32 batches, trained 150 epochs (2,400 steps), three times the book's run.
@@ -37,6 +38,7 @@ LEAD = {"n_prototypes": 1024, "queue_factor": 32, "queue_start": 0.5}
 EPOCHS = 150
 CHECKPOINT_EVERY = 50
 SUDDEN_RATIO, DESCENT_RATIO = 4.0, 2.0
+CURVE_WINDOW = 8  # steps per point of bump_curves.csv (their median)
 AFTER_START = 0.2  # a second descent begins after this share of the run
 
 
@@ -106,7 +108,7 @@ def bump_experiment(data: str | Path, out: str | Path, seeds=range(5), arms=tupl
     unknown = [arm for arm in arms if arm not in ARMS]
     if unknown:
         raise ConfigError(f"unknown bump arm(s) {', '.join(unknown)}; choose from {', '.join(ARMS)}")
-    rows, curves, cells = [], {}, [(arm, seed) for seed in seeds for arm in arms]
+    rows, curves, cells = [], [], [(arm, seed) for seed in seeds for arm in arms]
     for done, (arm, seed) in enumerate(cells, 1):
         config = arm_config(data, out, arm, seed, epochs, threads)
         start = time.monotonic()
@@ -115,19 +117,26 @@ def bump_experiment(data: str | Path, out: str | Path, seeds=range(5), arms=tupl
         row = {"arm": arm, "seed": seed, **curve_summary(curve["step"], curve["loss"])}
         row["queue_start_step"] = queue_start_step(config, row["steps"])
         rows.append(row)
-        curves[(arm, seed)] = curve
+        curves.append(smoothed_curve(curve).assign(arm=arm, seed=seed))
         shown = "no second descent" if np.isnan(row["descent_step"]) else (
             f"second descent at step {row['descent_step']:.0f} (-{row['descent_size']:.3f})")
         print(f"[bump {done}/{len(cells)}] {arm} seed {seed}: {shown}, {row['sudden_drops']} sudden "
               f"({time.monotonic() - start:.0f} s)", file=sys.stderr, flush=True)
-    table = pd.DataFrame(rows)
+    table, curves = pd.DataFrame(rows), pd.concat(curves, ignore_index=True)[["arm", "seed", "step", "loss"]]
     summary = summarise_arms(table)
     out.mkdir(parents=True, exist_ok=True)
     table.to_csv(out / "bump.csv", index=False)
     summary.to_csv(out / "bump_summary.csv", index=False)
+    curves.to_csv(out / "bump_curves.csv", index=False)
     figure = plot_bump(table, curves)
     figure.savefig(out / "bump.png", dpi=120, bbox_inches="tight")
-    return {"bump": table, "bump_summary": summary}
+    return {"bump": table, "bump_summary": summary, "bump_curves": curves}
+
+
+def smoothed_curve(curve: pd.DataFrame, window: int = CURVE_WINDOW) -> pd.DataFrame:
+    """A per-step loss curve as the medians of consecutive runs of ``window`` steps (step: their middle)."""
+    groups = np.arange(len(curve)) // window
+    return curve.groupby(groups).agg(step=("step", "median"), loss=("loss", "median")).reset_index(drop=True)
 
 
 def summarise_arms(table: pd.DataFrame) -> pd.DataFrame:
@@ -148,9 +157,10 @@ def summarise_arms(table: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def plot_bump(table: pd.DataFrame, curves: dict, window: int = 48):
-    """One panel per arm: each seed's training loss under a running median of ``window`` steps, its
-    second descent's start and end marked, the queue's start as a dotted line."""
+def plot_bump(table: pd.DataFrame, curves: pd.DataFrame, window: int = 6):
+    """One panel per arm: each seed's training loss (``curves``: arm, seed, step, loss, as
+    bump_curves.csv holds it) under a running median of ``window`` points, its second descent's start
+    and end marked, the queue's start as a dotted line."""
     from matplotlib.figure import Figure
 
     from rice_lab.explain.changepoints import rolling_median
@@ -161,7 +171,7 @@ def plot_bump(table: pd.DataFrame, curves: dict, window: int = 48):
     for ax, arm in zip(axes, arms):
         for colour, (_, row) in zip(("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9"),
                                     table[table["arm"] == arm].iterrows()):
-            curve = curves[(arm, row["seed"])]
+            curve = curves[(curves["arm"] == arm) & (curves["seed"] == row["seed"])]
             smooth = rolling_median(curve["loss"].to_numpy(), window)
             ax.plot(curve["step"], smooth, color=colour, lw=1.2, label=f"seed {row['seed']}")
             if not np.isnan(row["descent_step"]):
@@ -172,10 +182,10 @@ def plot_bump(table: pd.DataFrame, curves: dict, window: int = 48):
             ax.axvline(float(start.iloc[0]), color="0.4", ls=":", lw=1, label="queue starts")
         ax.set_title(arm)
         ax.set_xlabel("step")
-    axes[0].set_ylabel(f"SwAV training loss (running median, {window} steps)")
+    axes[0].set_ylabel("SwAV training loss (running median)")
     axes[-1].legend(fontsize=7)
     return figure
 
 
 __all__ = ["ARMS", "arm_config", "bump_experiment", "curve_summary", "plot_bump", "queue_start_step",
-           "summarise_arms"]
+           "smoothed_curve", "summarise_arms"]
