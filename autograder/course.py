@@ -12,12 +12,14 @@ ASSIGNMENTS: dict[str, str] = {
     "03-finetune": "autograder.checks.a03_finetune",
     "04-explain": "autograder.checks.a04_explain",
     "05-shortcut": "autograder.checks.a05_shortcut",
+    "06-dynamics": "autograder.checks.a06_dynamics",
 }
 
 # Seconds on 2 CPU cores: each visible check, and `python -m autograder check` on a whole notebook
 # (120 s for every assignment after 01 unless it says less). tests/test_course_budgets.py measures them.
 VISIBLE_CHECK_BUDGET_S = 10
-NOTEBOOK_BUDGET_S: dict[str, int] = {"01-data": 90, "03-finetune": 90, "04-explain": 120, "05-shortcut": 120}
+NOTEBOOK_BUDGET_S: dict[str, int] = {"01-data": 90, "03-finetune": 90, "04-explain": 120, "05-shortcut": 120,
+                                     "06-dynamics": 120}
 DEFAULT_NOTEBOOK_BUDGET_S = 120
 
 

@@ -1,4 +1,5 @@
-"""Small synthetic datasets for exercises, cached on disk and safe to create from parallel kernels."""
+"""Course data for the exercises: small synthetic datasets, cached on disk and safe to create from
+parallel kernels, and the committed files under ``autograder/data/`` (see its README)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from typing import IO, Iterator
 from rice_lab.data.synthetic import SynthConfig, ensure_synthetic, is_complete
 
 CACHE_ENV = "RICE_LAB_COURSE_DATA"
+COURSE_FILES = Path(__file__).resolve().parent / "data"  # committed, read-only while grading
 
 
 def cache_dir() -> Path:
@@ -40,6 +42,16 @@ def course_dataset(plants: int = 40, size: int = 64, seed: int = 0) -> Path:
             raise
         private = Path(tempfile.mkdtemp(prefix="rice-lab-course-")) / root.name
         return ensure_synthetic(private, config)
+
+
+def dynamics_series() -> Path:
+    """The checkpoint series of assignment 06 (``autograder/data/dynamics-series.npz``, written by
+    ``rice_lab.explain.dynamics.export_series``): read it with ``np.load``, no pickle needed."""
+    path = COURSE_FILES / "dynamics-series.npz"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: the course's checkpoint series is missing; autograder/data/README.md "
+                                "says how to make it")
+    return path
 
 
 @contextlib.contextmanager

@@ -17,8 +17,8 @@ from pathlib import Path
 from nbformat import NotebookNode
 
 from autograder.audit import audit_notebook
-from autograder.notebooks import (CellScore, grade_id, is_grade_cell, is_locked, read_notebook, score_cells,
-                                  source_notebook, strip_outputs)
+from autograder.notebooks import (CellScore, grade_id, is_grade_cell, is_locked, nbgrader_meta, read_notebook,
+                                  score_cells, source_notebook, strip_outputs)
 
 
 @dataclass
@@ -62,7 +62,9 @@ def restore_from_source(nb: NotebookNode, source: NotebookNode) -> list[str]:
     for cell in nb.cells:  # the released metadata (points, checksums, flags) counts, not the learner's
         if grade_id(cell) in by_id and cell.metadata.get("nbgrader") != by_id[grade_id(cell)].metadata["nbgrader"]:
             cell.metadata["nbgrader"] = copy.deepcopy(by_id[grade_id(cell)].metadata["nbgrader"])
-    originals = {grade_id(c): c for c in source.cells if grade_id(c) and (is_locked(c) or is_grade_cell(c))}
+    # An answer graded by hand (a grade cell that is also a solution cell) keeps the learner's text, as in nbgrader.
+    originals = {grade_id(c): c for c in source.cells
+                 if grade_id(c) and (is_locked(c) or is_grade_cell(c)) and not nbgrader_meta(c).get("solution")}
     present = {grade_id(c) for c in nb.cells if grade_id(c)}
     for cell in nb.cells:
         original = originals.get(grade_id(cell))
@@ -142,6 +144,8 @@ def check_notebook(path: Path, timeout: int = 60, source: Path | None = None, co
                 notes.append("the notebook's process stopped (os._exit, a crash, or a memory or process limit)")
     if contained:
         notes += [f"contained: {line}" for line in sandbox.describe(limits)]
+    notes += [f"{grade_id(cell)} ({nbgrader_meta(cell).get('points', 0):g} points) is graded by hand, not in this score"
+              for cell in nb.cells if is_grade_cell(cell) and cell.cell_type != "code"]
     report = CheckReport(path, score_cells(nb), list(dict.fromkeys(notes)), None, time.monotonic() - start)
     report.notebook_node = nb
     return report

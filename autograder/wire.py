@@ -143,8 +143,8 @@ def _encode_array(array: Any, depth: int) -> Any:
     import numpy as np
     array = np.asarray(array)
     if array.dtype.kind in "biufcmMSU?":
-        array = np.ascontiguousarray(array)
-        return ("ndarray", array.dtype.str, list(array.shape), array.tobytes())
+        shape = list(array.shape)  # before ascontiguousarray, which makes a 0-d array 1-d
+        return ("ndarray", array.dtype.str, shape, np.ascontiguousarray(array).tobytes())
     return ("ndarray_obj", list(array.shape), [encode(v, depth + 1) for v in array.ravel().tolist()])
 
 

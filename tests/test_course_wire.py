@@ -45,6 +45,7 @@ def test_values_round_trip() -> None:
     assert _round_trip(nested) == {"a": [1, 2.5, None, "s", (True, b"raw")], 3: {"deep": 1.5}}
     array = np.arange(12, dtype=np.int16).reshape(3, 4)
     assert np.array_equal(_round_trip(array), array) and _round_trip(array).dtype == np.int16
+    assert _round_trip(np.array(1024)).shape == () and _round_trip(np.array(["a", "bc"])).dtype == np.dtype("<U2")
     assert _round_trip(Path("/tmp/x.png")) == Path("/tmp/x.png")
     assert vars(_round_trip(types.SimpleNamespace(k=1))) == {"k": 1}
     assert isinstance(_round_trip(object()), wire.Opaque)
