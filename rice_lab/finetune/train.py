@@ -236,8 +236,16 @@ def finetune(config: FinetuneConfig, resume: bool = False, callbacks: list | Non
     config = config.validate().resolved()
     if config.data is None or config.out is None:
         raise ConfigError("config.data (a Zindi folder) and config.out (a run directory) are required")
+    threads = torch.get_num_threads()  # the caller's, given back: a notebook goes on after the run
     if config.threads:
         torch.set_num_threads(config.threads)
+    try:
+        return _finetune(config, resume, callbacks)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _finetune(config: FinetuneConfig, resume: bool, callbacks: list | None) -> Path:
     run_dir = Path(config.out).expanduser().resolve()
     plants = classifier_plants(config)
     fingerprint = data_fingerprint(plants)

@@ -104,6 +104,7 @@ def pretrain(config: PretrainConfig, resume: bool = False) -> Path:
     config.validate()
     if config.data is None or config.out is None:
         raise ConfigError("config.data (a Zindi folder) and config.out (a run directory) are required")
+    threads = torch.get_num_threads()  # the caller's, given back: a notebook goes on after the run
     if config.threads:
         torch.set_num_threads(config.threads)
     dist_info = init_distributed()
@@ -111,6 +112,7 @@ def pretrain(config: PretrainConfig, resume: bool = False) -> Path:
         return _pretrain(config, resume, dist_info)
     finally:
         shutdown(dist_info)
+        torch.set_num_threads(threads)
 
 
 def _pretrain(config: PretrainConfig, resume: bool, dist_info: Dist) -> Path:
