@@ -32,7 +32,7 @@ from traitlets.config import Configurable
 from nbgrader.preprocessors import NbGraderPreprocessor
 
 from autograder import sandbox
-from autograder.notebooks import REPO, is_grade_cell
+from autograder.notebooks import REPO, has_code, is_grade_cell
 
 OUTPUT_NOTE = "[rice-lab: output over {limit} in this notebook; the rest of it was not kept]"
 
@@ -200,7 +200,7 @@ def execute_notebook(nb: NotebookNode, workdir: Path, limits: sandbox.Limits | N
                 if found:
                     cell.outputs = _verdict(found, process, timeout)
                     continue
-                if is_grade_cell(cell):
+                if is_grade_cell(cell) and has_code(cell.source):  # a cell of comments alone runs nothing
                     execution.notes.append(f"test cell {cell.metadata.get('nbgrader', {}).get('grade_id')} ran with the "
                                            "notebook's code, not outside it (it holds more than check calls)")
                 run = process.run_cell(cell.source, timeout, max(left, 0))

@@ -75,10 +75,16 @@ class CellScore:
     points: float
     max_points: float
     error: str | None
+    judged: bool = True  # False: the cell had nothing to run here (its hidden tests were not found)
 
     @property
     def passed(self) -> bool:
-        return self.error is None
+        return self.judged and self.error is None
+
+
+def has_code(source: str) -> bool:
+    """Whether a cell's source has a line that runs (not only comments and blank lines)."""
+    return any(line.strip() and not line.strip().startswith("#") for line in source.splitlines())
 
 
 def first_error_line(cell: NotebookNode) -> str | None:

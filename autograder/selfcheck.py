@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import copy
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from nbformat import NotebookNode
 
 from autograder.audit import audit_notebook
-from autograder.notebooks import (CellScore, grade_id, is_grade_cell, is_locked, nbgrader_meta, read_notebook,
-                                  score_cells, source_notebook, strip_outputs)
+from autograder.notebooks import (CellScore, grade_id, has_code, is_grade_cell, is_locked, nbgrader_meta,
+                                  read_notebook, score_cells, source_notebook, strip_outputs)
 
 
 @dataclass
@@ -39,13 +39,20 @@ class CheckReport:
     def max_points(self) -> float:
         return sum(s.max_points for s in self.scores)
 
+    @property
+    def judged_points(self) -> float:
+        """The points this check could judge (a test cell whose hidden tests were not found is not run)."""
+        return sum(s.max_points for s in self.scores if s.judged)
+
     def render(self) -> str:
         """The report as printable lines."""
-        lines = [f"{self.notebook.name}: {self.points:g} / {self.max_points:g} points ({self.seconds:.0f} s)"]
+        judged = "" if self.judged_points == self.max_points else \
+            f", {self.judged_points:g} of them judged here (hidden tests not found)"
+        lines = [f"{self.notebook.name}: {self.points:g} / {self.max_points:g} points{judged} ({self.seconds:.0f} s)"]
         width = max((len(s.grade_id) for s in self.scores), default=10)
         for s in self.scores:
-            status = "pass" if s.passed else "FAIL"
-            detail = f"  {s.error}" if s.error else ""
+            status = "FAIL" if s.judged and s.error else "pass" if s.judged else "not run"
+            detail = f"  {s.error}" if s.error and s.judged else ""
             lines.append(f"  {s.grade_id:<{width}}  {s.points:g}/{s.max_points:g}  {status}{detail}")
         if self.zeroed:
             lines.append(f"  total 0: {self.zeroed}")
@@ -127,7 +134,8 @@ def check_notebook(path: Path, timeout: int = 60, source: Path | None = None, co
         notes += restore_from_source(nb, read_notebook(source_path))
         notes.append(f"hidden tests included (from {source_path.parent.name}/{source_path.name})")
     else:
-        notes.append("hidden tests not found (no source notebook): only the visible checks count")
+        notes.append("hidden tests not found (no source notebook): their cells were not run and count nothing; "
+                     "your instructor's grade includes them")
     notes += audit_notebook(nb)
     strip_outputs(nb)  # saved outputs and counts say nothing about this run
     course_dataset()  # made here, writable, before any contained process reads it
@@ -146,6 +154,10 @@ def check_notebook(path: Path, timeout: int = 60, source: Path | None = None, co
         notes += [f"contained: {line}" for line in sandbox.describe(limits)]
     notes += [f"{grade_id(cell)} ({nbgrader_meta(cell).get('points', 0):g} points) is graded by hand, not in this score"
               for cell in nb.cells if is_grade_cell(cell) and cell.cell_type != "code"]
-    report = CheckReport(path, score_cells(nb), list(dict.fromkeys(notes)), None, time.monotonic() - start)
+    scores = score_cells(nb)
+    if source_path is None:  # a test cell left with nothing to run (its hidden tests stripped) judges nothing
+        empty = {grade_id(c) for c in nb.cells if is_grade_cell(c) and c.cell_type == "code" and not has_code(c.source)}
+        scores = [replace(s, points=0.0, error=None, judged=False) if s.grade_id in empty else s for s in scores]
+    report = CheckReport(path, scores, list(dict.fromkeys(notes)), None, time.monotonic() - start)
     report.notebook_node = nb
     return report
