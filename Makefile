@@ -14,16 +14,26 @@ export RICE_LAB_DATA := $(abspath $(DATA))
 export RICE_LAB_RUNS := $(abspath $(RUNS))
 export MPLBACKEND := Agg
 
-.PHONY: install data pipeline classifiers explained book test test-slow exercises experiments bump bench clean FORCE
+.PHONY: install constraints data pipeline classifiers explained book test test-slow exercises experiments bump bench clean FORCE
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	@command -v $(PYTHON) >/dev/null || { echo "make: $(PYTHON) not found; run 'make PYTHON=/path/to/python3.11 ...'"; exit 1; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[course,dev]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[course,dev]'
 	touch $@
+
+# constraints.txt anew: the newest versions pyproject.toml's ranges allow, resolved in a scratch
+# environment made (and removed) here; run make test on them before committing the file.
+constraints:
+	@command -v $(PYTHON) >/dev/null || { echo "make: $(PYTHON) not found"; exit 1; }
+	scratch=$$(mktemp -d) && $(PYTHON) -m venv $$scratch/venv \
+	&& $$scratch/venv/bin/python -m pip install --quiet '.[course,dev]' \
+	&& { sed -n '1,2p' constraints.txt; $$scratch/venv/bin/python -m pip freeze --exclude-editable | grep -v '^rice-lab'; } \
+	   > constraints.txt.new && mv constraints.txt.new constraints.txt && rm -rf $$scratch \
+	&& echo "constraints: constraints.txt rewritten; git diff constraints.txt shows what moved"
 
 # The embedded datasets (the default and its same-lesion-colours variant): regenerated only when the
 # generator or its settings change.

@@ -36,3 +36,29 @@ def test_fine_tuning_names_stay_functions_once_their_modules_are_loaded():
     for name in ("predict", "evaluate_run", "cached_finetune", "check_submission"):
         assert callable(getattr(finetune, name)) and not isinstance(getattr(finetune, name), type(finetune)), name
     assert callable(rice_lab.predict) and not isinstance(rice_lab.predict, type(finetune))
+
+
+def test_the_constraints_pin_every_dependency_within_its_range():
+    """constraints.txt (what make install uses) pins each requirement of the package and its extras to
+    one version that the requirement's range allows: a pin outside it would make pip fail to resolve."""
+    import tomllib
+    from pathlib import Path
+
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    root = Path(__file__).resolve().parents[1]
+    project = tomllib.loads((root / "pyproject.toml").read_text())["project"]
+    pins = {}
+    for line in (root / "constraints.txt").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, _, version = line.partition("==")
+            assert version, f"constraints.txt: {line!r} is not NAME==VERSION"
+            pins[canonicalize_name(name)] = version
+    requirements = [*project["dependencies"], *(r for extra in project["optional-dependencies"].values() for r in extra)]
+    for text in requirements:
+        requirement = Requirement(text)
+        name = canonicalize_name(requirement.name)
+        assert name in pins, f"constraints.txt pins no version of {requirement.name} (pyproject.toml: {text!r})"
+        assert requirement.specifier.contains(pins[name], prereleases=True), \
+            f"constraints.txt: {requirement.name}=={pins[name]} is outside pyproject.toml's {text!r}"
