@@ -8,6 +8,13 @@ from pathlib import Path
 import pytest
 
 os.environ.setdefault("MPLBACKEND", "Agg")
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # `make test` runs two workers on two cores: one thread each (and in every process they start), or
+    # each worker's torch threads wait on the other's, several times slower (bench_cka.py measured 20x at times)
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    import torch
+
+    torch.set_num_threads(1)
 
 # Files that take minutes: collected first, so that with two processes (`make test`) they start at once
 # instead of leaving one process to finish them alone at the end.

@@ -20,7 +20,8 @@ def _check(path: Path, *args: str) -> subprocess.CompletedProcess:
                           text=True, timeout=600, cwd=REPO)
 
 
-@pytest.fixture(scope="module", params=list(ASSIGNMENTS))
+@pytest.fixture(scope="module", params=[a if i == 0 else pytest.param(a, marks=pytest.mark.slow)
+                                        for i, a in enumerate(ASSIGNMENTS)])  # the later ones in test-slow
 def solution(request) -> tuple[str, object]:
     """Each assignment's solution notebook, self-checked once (as a learner would, on this machine)."""
     assignment = request.param
@@ -52,15 +53,48 @@ def test_solution_figures_have_alt_text_and_a_caption(solution) -> None:
     assert figures >= 1, f"{assignment}: no figure was shown"
 
 
-def test_unmodified_exercise_runs_and_says_not_attempted(tmp_path: Path) -> None:
+@pytest.mark.parametrize("assignment", [a if i == 0 else pytest.param(a, marks=pytest.mark.slow)
+                                        for i, a in enumerate(ASSIGNMENTS)])  # the later ones in test-slow
+def test_unmodified_exercise_runs_and_says_not_attempted(tmp_path: Path, assignment: str) -> None:
     private = tmp_path / "private"
     shutil.copytree(REPO / "solutions", private)  # --source: hidden tests kept outside the repository
-    for assignment in ASSIGNMENTS:
-        run = _check(REPO / "exercises" / assignment / f"{assignment}.ipynb", "--source", str(private))
-        assert run.returncode == 1, run.stdout + run.stderr
-        assert run.stdout.split(": ", 1)[1].startswith("0 / "), run.stdout
-        assert run.stdout.count("not attempted yet") == run.stdout.count("FAIL") > 0, run.stdout
-        assert "Traceback" not in run.stdout and "hidden tests included" in run.stdout
+    run = _check(REPO / "exercises" / assignment / f"{assignment}.ipynb", "--source", str(private))
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert run.stdout.split(": ", 1)[1].startswith("0 / "), run.stdout
+    assert run.stdout.count("not attempted yet") == run.stdout.count("FAIL") > 0, run.stdout
+    assert "Traceback" not in run.stdout and "hidden tests included" in run.stdout
+
+
+def test_without_its_hidden_tests_a_notebook_is_scored_on_what_could_be_judged(tmp_path: Path) -> None:
+    """Outside the checkout (no source notebook), a hidden-test cell has nothing to run: it is reported
+    as not run and counts nothing, for a blank notebook (0 points) and a solved one (the visible points)."""
+    import copy
+
+    import nbformat
+
+    exercise = nbformat.read(REPO / "exercises" / "01-data" / "01-data.ipynb", as_version=4)
+    solution = nbformat.read(REPO / "solutions" / "01-data" / "01-data.ipynb", as_version=4)
+    answers = {c.metadata["nbgrader"]["grade_id"]: c.source for c in solution.cells
+               if c.metadata.get("nbgrader", {}).get("grade_id", "").endswith("_answer")}
+    solved = copy.deepcopy(exercise)
+    for cell in solved.cells:
+        cell.source = answers.get(cell.metadata.get("nbgrader", {}).get("grade_id"), cell.source)
+    nowhere = tmp_path / "no-sources"
+    nowhere.mkdir()
+    for name, nb in (("blank", exercise), ("solved", solved)):
+        path = tmp_path / name / "01-data.ipynb"
+        path.parent.mkdir()
+        nbformat.write(nb, path)
+        report = check_notebook(path, timeout=60, source=nowhere)
+        hidden = [s for s in report.scores if s.grade_id.endswith("_hidden")]
+        assert hidden and not any(s.judged or s.passed or s.points for s in hidden), report.render()
+        visible = sum(s.max_points for s in report.scores if not s.grade_id.endswith("_hidden"))
+        assert report.judged_points == visible < report.max_points
+        assert report.points == (0 if name == "blank" else visible), report.render()
+        text = report.render()
+        assert text.count("  not run") == len(hidden) and f"{visible:g} of them judged here" in text, text
+        assert "ran with the notebook's code" not in text, text  # an empty cell runs nothing anywhere
+        assert "  pass" not in "\n".join(line for line in text.splitlines() if "_hidden" in line), text
 
 
 def test_contained_self_check() -> None:

@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
@@ -76,6 +77,7 @@ def test_torchrun_two_processes_write_one_run_directory(synth_root, tmp_path):
     assert len(state["per_process"]) == 2  # each process's queue and random states kept for resume
 
 
+@pytest.mark.slow  # over a minute; test_pretrain kills and resumes one process in make test
 def test_torchrun_killed_then_resumed_if_needed_gives_the_same_weights(synth_root, tmp_path):
     """kill -9 the whole 2-process job mid-run; ``--if-needed`` (rank 0 decides) resumes it exactly."""
     args = ("--epochs", "2", "--resume-every", "1", "--checkpoint-every", "0")
@@ -162,6 +164,7 @@ def _config(synth_root: Path, out: Path, **overrides) -> dict:
                       epochs=1, resume_every=1, checkpoint_every=0, **overrides).to_dict()
 
 
+@pytest.mark.slow  # another torchrun job; test_torchrun_two_processes_write_one_run_directory stays fast
 def test_two_processes_log_the_mean_of_their_losses(synth_root, tmp_path):
     import pandas as pd
 
@@ -175,6 +178,7 @@ def test_two_processes_log_the_mean_of_their_losses(synth_root, tmp_path):
     assert max(abs(a - b) for a, b in zip(ranks[0]["losses"][:steps], ranks[1]["losses"][:steps])) > 1e-3
 
 
+@pytest.mark.slow  # another torchrun job
 def test_a_non_finite_loss_on_one_process_stops_both_with_one_message(synth_root, tmp_path):
     ranks = _spawn_pretrain(_config(synth_root, tmp_path / "nan"), (1, 3), tmp_path)
     assert ranks[0]["message"] == ranks[1]["message"]

@@ -249,7 +249,8 @@ def test_the_exported_series_holds_each_snapshots_features_and_the_curve(swav_ru
     photos = len(sample.plants)
     assert 15 <= photos <= 20 and series["features"].shape[:2] == (len(snapshots), photos)
     assert series["features"].dtype == np.float16
-    np.testing.assert_allclose(series["loss_fixed_crops"], table["loss_fixed_crops"], rtol=1e-9)
+    # the same float32 loss computed again: its sums may run in another order (threads), not to another value
+    np.testing.assert_allclose(series["loss_fixed_crops"], table["loss_fixed_crops"], rtol=1e-5)
     net = load_swav_model(snapshots[-1])
     expected = photo_outputs(net, {"rgb": sample.photos["rgb"]}, sample.config.decoded_height)["rgb"][0]
     np.testing.assert_allclose(series["features"][-1], expected.numpy().astype(np.float16), rtol=1e-2, atol=1e-3)

@@ -146,6 +146,7 @@ def test_without_masks_localisation_is_skipped_and_the_rest_still_runs(run_dir, 
     assert "skipped" in (tmp_path / "report" / "table.md").read_text()
 
 
+@pytest.mark.slow  # a second whole report, with concepts and a shuffled-label twin
 def test_concepts_and_data_randomisation_join_the_report_when_asked(run_dir, synth_root, tmp_path):
     twin = train_tiny_classifier(synth_root, run_dir.parent, encoder=run_dir.parent / "swav", name="shuffled",
                                  shuffled_labels=True)

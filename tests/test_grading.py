@@ -1,10 +1,14 @@
 """Cohort grading against a hostile cohort, for every registered assignment, with real nbgrader.
 
-One shared run (``python -m autograder grade`` with 2 jobs) over tests/fixtures/cohort/build.py: an
-infinite loop, os._exit, a memory blow-up, a fork storm, a network call, writes to solutions/, autograder/,
-the gradebook and another submission, huge output, corrupt JSON, nbformat 3, a renamed and a duplicated
-notebook, tampered metadata, a deleted test cell, a harmless warning and an attempt to fool the checks,
-beside a perfect submission. Every test below reads that one run.
+The cohort (tests/fixtures/cohort/build.py): an infinite loop, os._exit, a memory blow-up, a fork
+storm, a network call, writes to solutions/, autograder/, the gradebook and another submission, huge
+output, corrupt JSON, nbformat 3, a renamed and a duplicated notebook, tampered metadata, a deleted
+test cell, a harmless warning and an attempt to fool the checks, beside a perfect submission.
+
+``make test`` grades the whole cohort once, on the first assignment, and a representative subset on
+every other one (the attempt to fool its checks), in one shared run (``grade_course`` with 2 jobs)
+that the tests below read. The rest of the matrix (every hazard, the perfect submission included, on
+every assignment) and nbgrader's totals on the later assignments are graded by ``make test-slow``.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ CELL_TIMEOUT = 15  # the infinite loop is stopped after this many seconds
 EXPORT_COLUMNS = ["assignment", "duedate", "timestamp", "student_id", "last_name", "first_name", "email",
                   "raw_score", "late_submission_penalty", "score", "max_score"]
 SAME_EVERYWHERE = ["warning", "allclose-cheat"]  # also graded by `check` and plain `nbgrader autograde`
+FIRST = next(iter(ASSIGNMENTS))
 
 
 def _builder():
@@ -56,10 +61,15 @@ def _guarded(course: Path) -> dict[str, dict[str, str]]:
         ("config", course / "nbgrader_config.py"), ("autograder", REPO / "autograder" / "checks" / "__init__.py"))}
 
 
-@pytest.fixture(scope="module")
-def cohort(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    """Grade the whole hostile cohort once (2 parallel jobs); every test below reads the outcome."""
-    course = BUILD.build_course(tmp_path_factory.mktemp("course"))
+# (assignment -> students): the whole cohort on the first assignment, a representative subset elsewhere
+REPRESENTATIVE = {a: list(BUILD.CASES) if a == FIRST else ["allclose-cheat"] for a in ASSIGNMENTS}
+REST = {a: list(BUILD.CASES) for a in ASSIGNMENTS if a != FIRST}  # the whole cohort on the later ones
+
+
+def _grade_cohort(course: Path, matrix: dict[str, list[str]]) -> dict:
+    """Build ``matrix``'s submissions in ``course`` and grade them all in one run (2 parallel jobs)."""
+    for assignment, students in matrix.items():
+        BUILD.build_course(course, students=students, assignments=[assignment])
     before = _guarded(course)
     start = time.monotonic()
     result = grade_course(course, jobs=2, cell_timeout=CELL_TIMEOUT)
@@ -67,13 +77,25 @@ def cohort(tmp_path_factory: pytest.TempPathFactory) -> dict:
     print(f"\nhostile cohort: {len(result.outcomes)} submissions in {seconds:.0f} s with 2 jobs: "
           f"{result.per_minute:.1f} submissions per minute")
     outcomes = {(o.student, o.assignment): o for o in result.outcomes}
-    return {"course": course, "result": result, "outcomes": outcomes, "before": before}
+    return {"course": course, "result": result, "outcomes": outcomes, "before": before, "matrix": matrix}
 
 
-@pytest.mark.parametrize("assignment", list(ASSIGNMENTS))
-def test_every_submission_gets_the_grade_it_deserves_and_its_reason(cohort: dict, assignment: str) -> None:
+@pytest.fixture(scope="module")
+def cohort(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """The representative matrix, graded once; the tests below read the outcome."""
+    return _grade_cohort(tmp_path_factory.mktemp("course"), REPRESENTATIVE)
+
+
+@pytest.fixture(scope="module")
+def rest_of_the_cohort(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """The whole cohort on every later assignment (the slow tests only)."""
+    return _grade_cohort(tmp_path_factory.mktemp("course-rest"), REST)
+
+
+def _assert_deserved_grades(cohort: dict, assignment: str) -> None:
     ctx = BUILD.context(cohort["course"], assignment)
-    for student, (_, expected, words) in BUILD.CASES.items():
+    for student in cohort["matrix"][assignment]:
+        _, expected, words = BUILD.CASES[student]
         outcome = cohort["outcomes"][(student, assignment)]
         reasons = "; ".join(outcome.reasons)
         assert outcome.score == expected(ctx), f"{assignment}/{student}: {outcome}"
@@ -82,13 +104,36 @@ def test_every_submission_gets_the_grade_it_deserves_and_its_reason(cohort: dict
             assert word in reasons, f"{assignment}/{student}: {word!r} not in {reasons!r}"
 
 
-def test_course_files_and_other_submissions_are_byte_for_byte_unchanged(cohort: dict) -> None:
+def _assert_nothing_else_changed(cohort: dict) -> None:
     assert _guarded(cohort["course"]) == cohort["before"]
     with sqlite3.connect(cohort["course"] / "gradebook.db") as connection:
         assert connection.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
         students = {r[0] for r in connection.execute("SELECT id FROM student")}
         submissions = connection.execute("SELECT COUNT(*) FROM submitted_assignment").fetchone()[0]
-    assert students == set(BUILD.CASES) and submissions == len(BUILD.CASES) * len(ASSIGNMENTS)
+    matrix = cohort["matrix"]
+    assert students == {s for names in matrix.values() for s in names}
+    assert submissions == sum(len(names) for names in matrix.values())
+
+
+@pytest.mark.parametrize("assignment", list(ASSIGNMENTS))
+def test_every_submission_gets_the_grade_it_deserves_and_its_reason(cohort: dict, assignment: str) -> None:
+    _assert_deserved_grades(cohort, assignment)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("assignment", list(REST))
+def test_every_hazard_on_every_assignment_gets_the_grade_it_deserves(rest_of_the_cohort: dict,
+                                                                     assignment: str) -> None:
+    _assert_deserved_grades(rest_of_the_cohort, assignment)
+
+
+def test_course_files_and_other_submissions_are_byte_for_byte_unchanged(cohort: dict) -> None:
+    _assert_nothing_else_changed(cohort)
+
+
+@pytest.mark.slow
+def test_no_hazard_on_any_assignment_changes_what_it_must_not(rest_of_the_cohort: dict) -> None:
+    _assert_nothing_else_changed(rest_of_the_cohort)
 
 
 def test_grades_csv_and_report(cohort: dict) -> None:
@@ -96,12 +141,16 @@ def test_grades_csv_and_report(cohort: dict) -> None:
     with open(result.csv_path, newline="") as handle:
         assert next(csv.reader(handle)) == EXPORT_COLUMNS
     grades = {(r["student_id"], r["assignment"]): float(r["score"]) for r in _rows(result.csv_path)}
-    assert grades == {key: o.score for key, o in cohort["outcomes"].items()}
+    outcomes = cohort["outcomes"]
+    assert {key: grades[key] for key in outcomes} == {key: o.score for key, o in outcomes.items()}
+    # nbgrader's export has a row for every student and assignment: one not submitted scores 0
+    assert set(grades) == {(s, a) for s in BUILD.CASES for a in ASSIGNMENTS}
+    assert all(score == 0 for key, score in grades.items() if key not in outcomes)
     report = {(r["student_id"], r["assignment"]): r for r in _rows(result.report_path)}
-    for assignment in ASSIGNMENTS:
-        for student in ("corrupt-json", "renamed"):
-            assert report[(student, assignment)]["status"] == "zero" and report[(student, assignment)]["reasons"]
-        assert report[("perfect", assignment)]["status"] == "graded"
+    for student in ("corrupt-json", "renamed"):
+        assert report[(student, FIRST)]["status"] == "zero" and report[(student, FIRST)]["reasons"]
+    assert report[("perfect", FIRST)]["status"] == "graded"
+    assert set(report) == set(outcomes)  # the report lists what was submitted
 
 
 def test_feedback_and_autograded_notebooks_exist_for_graded_submissions(cohort: dict) -> None:
@@ -112,9 +161,12 @@ def test_feedback_and_autograded_notebooks_exist_for_graded_submissions(cohort: 
         assert graded == feedback == (outcome.status == "graded"), (student, assignment)
 
 
-@pytest.mark.parametrize("assignment", list(ASSIGNMENTS))
-def test_check_grade_and_plain_nbgrader_give_the_same_total(cohort: dict, assignment: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize("assignment", [a if a == FIRST else pytest.param(a, marks=pytest.mark.slow)
+                                        for a in ASSIGNMENTS])  # minutes each: the later ones in test-slow
+def test_check_grade_and_plain_nbgrader_give_the_same_total(request: pytest.FixtureRequest, assignment: str,
+                                                           tmp_path: Path) -> None:
     """What a learner sees (`autograder check`) is what the instructor gets, with our grader or nbgrader's."""
+    cohort = request.getfixturevalue("cohort" if assignment == FIRST else "rest_of_the_cohort")
     course = cohort["course"]
     plain = tmp_path / "plain"
     plain.mkdir()
@@ -137,6 +189,7 @@ def test_check_grade_and_plain_nbgrader_give_the_same_total(cohort: dict, assign
         assert report.points == nbgrader_total == grade_total, (student, report.render())
 
 
+@pytest.mark.slow  # another grading run, for platforms without namespaces
 def test_without_namespaces_changed_files_are_restored_and_kept_aside(tmp_path: Path,
                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     """Where the platform cannot make files read-only, a write that bypasses Python (a shell) is undone
@@ -158,6 +211,7 @@ def test_without_namespaces_changed_files_are_restored_and_kept_aside(tmp_path: 
     assert kept.read_bytes().endswith(b"changed\n")
 
 
+@pytest.mark.slow  # two more grading runs
 def test_regrading_is_idempotent(tmp_path: Path) -> None:
     """A second run over the same course gives the same csv, report and gradebook row count."""
     course = BUILD.build_course(tmp_path / "course", students=["warning", "corrupt-json", "renamed"],
