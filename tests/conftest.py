@@ -18,7 +18,9 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
 
 # Files that take minutes: collected first, so that with two processes (`make test`) they start at once
 # instead of leaving one process to finish them alone at the end.
-LONG_FILES = ("test_grading.py", "test_course_notebooks.py", "test_course_mutants.py")
+# The first two hold make test-slow's statistical end-to-end runs (minutes each, in one process).
+LONG_FILES = ("test_ssl_gain.py", "test_baselines.py", "test_grading.py", "test_course_notebooks.py",
+              "test_course_mutants.py")
 
 
 def pytest_collection_modifyitems(items: list) -> None:
