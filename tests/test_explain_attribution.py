@@ -38,7 +38,8 @@ def images(run_dir, plants):
 
 
 def assert_maps_vary(model: nn.Module, inputs, method: str, maps, target=None, **options) -> None:
-    """Each photo's map varies over the photo and differs between photos, for any trained model.
+    """Each photo's map varies over the photo and differs between photos (and, for a model of two
+    inputs, between the inputs), for any trained model.
 
     A ReLU'd Grad-CAM map is all zero on a photo whose weighted channel sum is negative everywhere,
     which a model's weights may or may not make happen: the signed map (``relu=False``) must vary on
@@ -51,8 +52,12 @@ def assert_maps_vary(model: nn.Module, inputs, method: str, maps, target=None, *
         for m in as_tuple(maps):
             assert varies(m).sum() >= len(m) - 1, method
             assert not torch.allclose(m[0], m[1]), method
+        if len(as_tuple(maps)) > 1:
+            assert not torch.allclose(*as_tuple(maps)[:2]), method
         return
     signed = attribute(model, inputs, "grad-cam", target, relu=False, **options)
+    if len(as_tuple(signed)) > 1:  # the ReLU'd maps may both be all zero, the signed ones differ
+        assert not torch.allclose(*as_tuple(signed)[:2]), method
     relu = maps if method == "grad-cam" else attribute(model, inputs, "grad-cam", target, **options)
     for m, cam, positive in zip(as_tuple(maps), as_tuple(signed), as_tuple(relu)):
         assert varies(cam).all() and not torch.allclose(cam[0], cam[1]), method

@@ -29,7 +29,7 @@ from rice_lab.explain.photos import lesion_masks
 from rice_lab.models.encoders import load_encoder
 from rice_lab.ssl.model import load_swav_model
 from tests.explain_classifier import diseased_plants, train_tiny_swav
-from tests.test_explain_attribution import CAMS, assert_maps_vary
+from tests.test_explain_attribution import assert_maps_vary
 
 
 @pytest.fixture(scope="module")
@@ -68,8 +68,6 @@ def test_every_method_maps_both_photos_for_the_similarity(swav_run, plants, meth
     for camera, x in zip(CAMERAS, inputs):
         assert maps[camera].shape == (len(plants), *x.shape[-2:]) and torch.isfinite(maps[camera]).all()
     assert_maps_vary(model, inputs, method, (maps["rgb"], maps["rgnir"]), target=0)
-    if method not in CAMS:  # a ReLU'd Grad-CAM may be all zero on both photos; its signed maps were compared
-        assert not torch.allclose(maps["rgb"], maps["rgnir"])
 
 
 def test_integrated_gradients_add_up_to_the_change_in_similarity(swav_run, plants):
