@@ -305,8 +305,10 @@ def build_parser() -> argparse.ArgumentParser:
                                                  "and a figure",
                               description="Runs live under OUT/runs and are reused or resumed when the command "
                                           "is run again; nothing is deleted. bump: SwAV pre-training runs per "
-                                          "queue arm and seed, their loss curves' plateaus and drops.")
-    exp.add_argument("name", choices=["label-efficiency", "sensors", "self-distillation", "leakage", "bump"])
+                                          "queue arm and seed, their loss curves' plateaus and drops. views: "
+                                          "SwAV pre-training runs per crop-recipe arm and seed, each read out "
+                                          "by disease and background probes.")
+    exp.add_argument("name", choices=["label-efficiency", "sensors", "self-distillation", "leakage", "bump", "views"])
     exp.add_argument("data", type=Path, help="Zindi folder (without test labels, 20 %% of its training plants "
                                              "are held out as the test plants)")
     exp.add_argument("--out", type=Path, required=True, help="experiment directory")
@@ -316,12 +318,13 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--seeds", type=int, default=5, help="seeds 0..N-1 (label subsets and training)")
     exp.add_argument("--preset", default="cpu-tiny")
     exp.add_argument("--epochs", type=int, default=None, help="epochs of each run (default: the preset's)")
-    exp.add_argument("--fractions", type=float, nargs="+", default=None, help="label-efficiency: labelled shares")
+    exp.add_argument("--fractions", type=float, nargs="+", default=None, help="label-efficiency, views: labelled shares")
     exp.add_argument("--modes", nargs="+", choices=["probe", "discriminative", "full"],
                      default=["probe", "discriminative"], help="label-efficiency: fine-tuning modes")
     exp.add_argument("--min-steps", type=int, default=200, help="label-efficiency: least optimiser steps per run")
     exp.add_argument("--arms", nargs="+", default=None, metavar="ARM",
-                     help="bump: queue-half, queue-quarter and/or queue-never (default: all three)")
+                     help="bump: queue-half, queue-quarter and/or queue-never (default: all three); views: "
+                          "today, swap, noise, leaf-centred, noise+leaf-centred (default: all)")
     exp.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     exp.set_defaults(func=_cmd_experiment)
 
@@ -394,6 +397,14 @@ def _cmd_experiment(args: argparse.Namespace) -> int:
         bump.bump_experiment(args.data, args.out, seeds, tuple(args.arms or bump.ARMS), args.epochs or bump.EPOCHS,
                              args.threads or 1)
         print(f"wrote {args.out / 'bump.csv'}, {args.out / 'bump_summary.csv'} and {args.out / 'bump.png'}")
+        return 0
+    if args.name == "views":
+        from rice_lab.ssl import views_experiment as views
+
+        views.views_experiment(args.data, args.out, tuple(args.arms or views.ARMS), seeds, args.preset,
+                               args.epochs, args.threads or 1, tuple(args.fractions or views.FRACTIONS))
+        print(f"wrote {args.out / 'views.csv'}, {args.out / 'views_summary.csv'}, "
+              f"{args.out / 'views_paired.csv'} and {args.out / 'views.png'}")
         return 0
     preset = get_preset(args.preset, epochs=args.epochs, threads=args.threads)
     encoders = _encoders(args.encoder)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field, fields, replace
 
+from rice_lab.data.backgrounds import BACKGROUNDS
 from rice_lab.data.views import VIEWS, CropSpec
 from rice_lab.errors import ConfigError
 
@@ -104,7 +105,7 @@ class PretrainConfig:
         """Raise ConfigError naming the first value that cannot work."""
         crops, swav = self.crops, self.swav
         probabilities = {"rotation_p": crops.rotation_p, "color_jitter_p": crops.color_jitter_p,
-                         "grayscale_p": crops.grayscale_p, "blur_p": crops.blur_p}
+                         "grayscale_p": crops.grayscale_p, "blur_p": crops.blur_p, "background_p": crops.background_p}
         checks = [
             (self.views in VIEWS, f"views={self.views!r}: choose one of {', '.join(VIEWS)}"),
             (self.epochs >= 1, f"epochs={self.epochs}: must be at least 1"),
@@ -116,6 +117,8 @@ class PretrainConfig:
              f"photo_height={self.photo_height}: must be at least 16 px"),
             *[(0 <= p <= 1, f"crops.{name}={p}: a probability in [0, 1]") for name, p in probabilities.items()],
             (0 <= swav.queue_start <= 1, f"swav.queue_start={swav.queue_start}: a fraction in [0, 1]"),
+            (crops.background in BACKGROUNDS,
+             f"crops.background={crops.background!r}: choose one of {', '.join(BACKGROUNDS)}"),
             (swav.queue_fill in QUEUE_FILLS, f"swav.queue_fill={swav.queue_fill!r}: choose {' or '.join(QUEUE_FILLS)}"),
             (self.normalization in NORMALIZATIONS,
              f"normalization={self.normalization!r}: choose one of {', '.join(NORMALIZATIONS)}"),

@@ -137,6 +137,21 @@ def leaf_mask(image: np.ndarray, camera: str, threshold: float | None = None, cl
     return clean_mask(mask) if clean else mask
 
 
+def leaf_masks(images, camera: str) -> "torch.Tensor":  # noqa: F821
+    """:func:`leaf_mask` of each decoded photo: uint8 (N, 3, H, W) tensor -> uint8 (N, 1, H, W) of 0 / 1.
+
+    What the pre-training views read to tell leaf from ground: the photos and nothing else.
+    """
+    import torch
+
+    if images.ndim != 4 or images.shape[1] != 3 or images.dtype != torch.uint8:
+        raise ConfigError(f"images {tuple(images.shape)} {images.dtype}: expected uint8 (photos, 3, height, width)")
+    out = torch.zeros(images.shape[0], 1, *images.shape[2:], dtype=torch.uint8)
+    for i, photo in enumerate(images.permute(0, 2, 3, 1).numpy()):
+        out[i, 0] = torch.from_numpy(leaf_mask(photo, camera).astype(np.uint8))
+    return out
+
+
 def _image_files(root: Path) -> list[Path]:
     images = root / "images"
     if not images.is_dir():

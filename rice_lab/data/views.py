@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from rice_lab.data.backgrounds import donor_order, leaf_centres, replace_background
 from rice_lab.data.zindi import ASPECT, CAMERAS, load_image
 from rice_lab.errors import ConfigError
 from rice_lab.seeding import stream_generator
@@ -51,6 +52,17 @@ class CropSpec:
     color_jitter_p: float = 0.0          # share of crops colour-jittered
     grayscale_p: float = 0.0             # share of crops turned grey
     blur_p: float = 0.0                  # share of crops blurred (Gaussian, sigma 0.1-2 px)
+    # Views that share the leaf, not the ground (rice_lab.data.backgrounds), from leaf masks estimated
+    # from the photos: each crop's ground replaced independently ("swap": another plant's ground,
+    # "noise": a random texture; "keep": as photographed), and crops centred on a leaf pixel.
+    background: str = "keep"
+    background_p: float = 1.0            # share of crops whose ground is replaced
+    leaf_centred: bool = False
+
+    @property
+    def needs_leaves(self) -> bool:
+        """Whether the recipe reads leaf masks (estimated from the photos, never the truth)."""
+        return self.background != "keep" or self.leaf_centred
 
     @property
     def small_size(self) -> int:
@@ -63,10 +75,13 @@ class CropSpec:
 
 def crop_matrices(batch: int, height: int, width: int, scale: tuple[float, float],
                   max_rotation: float, flip: bool, generator: torch.Generator,
-                  ratio: tuple[float, float] = (3 / 4, 4 / 3), rotation_p: float = 1.0) -> torch.Tensor:
+                  ratio: tuple[float, float] = (3 / 4, 4 / 3), rotation_p: float = 1.0,
+                  centres: torch.Tensor | None = None) -> torch.Tensor:
     """Affine maps (batch, 2, 3) for ``F.affine_grid``: random area, aspect, centre, rotation, flip.
 
     With ``rotation_p < 1`` only that share of the crops is rotated (one more draw per crop).
+    ``centres`` (batch, 2), pixel (x, y), replaces the random centres, moved as little as needed
+    for the (unrotated) crop to lie inside the photo.
     """
     u = torch.rand(batch, 5, generator=generator, dtype=torch.float64)
     area = (scale[0] + (scale[1] - scale[0]) * u[:, 0]) * height * width
@@ -76,6 +91,10 @@ def crop_matrices(batch: int, height: int, width: int, scale: tuple[float, float
     # Centres in pixels, chosen so the (unrotated) crop lies inside the photo.
     cx = crop_w / 2 + (width - crop_w) * u[:, 2]
     cy = crop_h / 2 + (height - crop_h) * u[:, 3]
+    if centres is not None:
+        centres = centres.to(torch.float64)
+        cx = torch.minimum(torch.maximum(centres[:, 0], crop_w / 2), width - crop_w / 2)
+        cy = torch.minimum(torch.maximum(centres[:, 1], crop_h / 2), height - crop_h / 2)
     angle = torch.deg2rad((2 * u[:, 4] - 1) * max_rotation)
     mirror = torch.where(torch.rand(batch, generator=generator, dtype=torch.float64) < 0.5, -1.0, 1.0) \
         if flip else torch.ones(batch, dtype=torch.float64)
@@ -95,11 +114,12 @@ def crop_matrices(batch: int, height: int, width: int, scale: tuple[float, float
 
 def random_resized_crop(images: torch.Tensor, size: int, scale: tuple[float, float],
                         max_rotation: float, flip: bool, generator: torch.Generator,
-                        rotation_p: float = 1.0, ratio: tuple[float, float] = (3 / 4, 4 / 3)) -> torch.Tensor:
+                        rotation_p: float = 1.0, ratio: tuple[float, float] = (3 / 4, 4 / 3),
+                        centres: torch.Tensor | None = None) -> torch.Tensor:
     """One random crop per image, resized to size x size: (B, C, H, W) float -> (B, C, size, size)."""
     batch, channels, height, width = images.shape
     theta = crop_matrices(batch, height, width, scale, max_rotation, flip, generator, ratio,
-                          rotation_p).to(images.device)
+                          rotation_p, centres).to(images.device)
     grid = F.affine_grid(theta.to(images.dtype), [batch, channels, size, size], align_corners=False)
     return F.grid_sample(images, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
 
@@ -222,26 +242,46 @@ def normalize(images: torch.Tensor, mean: Sequence[float], std: Sequence[float])
 
 
 def multi_crop(rgb: torch.Tensor, rgnir: torch.Tensor, spec: CropSpec, views: str,
-               generator: torch.Generator, stats: dict | None = None) -> list[torch.Tensor]:
+               generator: torch.Generator, stats: dict | None = None,
+               leaves: tuple[torch.Tensor, torch.Tensor] | None = None) -> list[torch.Tensor]:
     """All crops of a batch of plants: ``n_large`` at ``size`` then ``n_small`` at ``small_size``.
 
-    Each crop: cut (area, aspect, rotation, flip) -> brightness/contrast -> colour jitter ->
-    grayscale -> blur -> normalisation, every random number drawn from ``generator`` in that order.
+    Each crop: cut (area, aspect, rotation, flip; centred on a leaf pixel if ``spec.leaf_centred``)
+    -> ground replaced (``spec.background``) -> brightness/contrast -> colour jitter -> grayscale ->
+    blur -> normalisation, every random number drawn from ``generator`` in that order.
 
     ``rgb`` and ``rgnir`` are (B, 3, H, W), uint8 or float in [0, 1]; ``stats`` maps camera name to
-    (mean, std) used to normalise each crop by its own camera's statistics.
+    (mean, std) used to normalise each crop by its own camera's statistics. ``leaves`` are the two
+    cameras' leaf masks (B, 1, H, W) estimated from these photos
+    (:func:`rice_lab.data.foreground.leaf_masks`), needed only by a recipe that reads them.
     """
     cameras = torch.stack([_as_float(rgb), _as_float(rgnir)])  # (2, B, 3, H, W)
     batch = rgb.shape[0]
+    if spec.needs_leaves:
+        if leaves is None:
+            raise ConfigError(f"crops.background={spec.background!r}, crops.leaf_centred={spec.leaf_centred}: "
+                              "this recipe needs the photos' leaf masks (PlantImages(..., leaves=True))")
+        # The mask rides along as a fourth channel, so it is cut with exactly the photo's grid.
+        cameras = torch.cat([cameras, torch.stack([m.float() for m in leaves])], dim=2)
     plan = camera_plan(views, spec.n_large, spec.n_small, batch, generator).to(rgb.device)
     index = torch.arange(batch, device=rgb.device)
     crops = []
     for v in range(spec.n_crops):
         large = v < spec.n_large
+        size = spec.size if large else spec.small_size
         source = cameras[plan[v], index]
-        crop = random_resized_crop(source, spec.size if large else spec.small_size,
-                                   spec.large_scale if large else spec.small_scale,
-                                   spec.max_rotation, spec.flip, generator, spec.rotation_p)
+        centres = leaf_centres(source[:, 3:], generator) if spec.leaf_centred else None
+        crop = random_resized_crop(source, size, spec.large_scale if large else spec.small_scale,
+                                   spec.max_rotation, spec.flip, generator, spec.rotation_p, centres=centres)
+        if spec.needs_leaves:
+            crop, alpha = crop[:, :3], crop[:, 3:]
+            donors = donor_alpha = None
+            if spec.background == "swap":  # another plant's photo from the same camera, cut on its own
+                donor = cameras[plan[v], donor_order(batch, generator).to(rgb.device)]
+                donor = random_resized_crop(donor, size, spec.large_scale, spec.max_rotation, spec.flip, generator)
+                donors, donor_alpha = donor[:, :3], donor[:, 3:]
+            crop = replace_background(crop, alpha, spec.background, generator, donors, donor_alpha,
+                                      spec.background_p)
         crop = brightness_contrast(crop, spec.jitter, generator)
         # Off by default, and then they draw nothing: the default recipe's crops stay as they were.
         crop = color_jitter(crop, spec.color_jitter, spec.color_jitter_p, generator)
@@ -269,19 +309,31 @@ def load_size(height: int) -> tuple[int, int]:
 
 
 class PlantImages(Dataset):
-    """Both photos of each plant, decoded once and kept as uint8 tensors (3, H, W)."""
+    """Both photos of each plant, decoded once and kept as uint8 tensors (3, H, W).
 
-    def __init__(self, plants: pd.DataFrame, height: int, width: int) -> None:
+    With ``leaves=True`` each photo's leaf mask is estimated from its pixels
+    (:func:`rice_lab.data.foreground.leaf_masks`; nothing else is read) and items are
+    (rgb, rgnir, rgb leaf, rgnir leaf), the masks uint8 (1, H, W) of 0 / 1.
+    """
+
+    def __init__(self, plants: pd.DataFrame, height: int, width: int, leaves: bool = False) -> None:
         self.plant_ids = list(plants["plant_id"])
         self.labels = list(plants["label"]) if "label" in plants else [None] * len(plants)
         self.rgb = _decode_all(plants["rgb"], height, width)
         self.rgnir = _decode_all(plants["rgnir"], height, width)
+        self.leaves = None
+        if leaves:
+            from rice_lab.data.foreground import leaf_masks
+
+            self.leaves = (leaf_masks(self.rgb, "rgb"), leaf_masks(self.rgnir, "rgnir"))
 
     def __len__(self) -> int:
         return len(self.plant_ids)
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.rgb[i], self.rgnir[i]
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, ...]:
+        if self.leaves is None:
+            return self.rgb[i], self.rgnir[i]
+        return self.rgb[i], self.rgnir[i], self.leaves[0][i], self.leaves[1][i]
 
     def stats(self) -> dict[str, tuple[list[float], list[float]]]:
         """Per-camera channel mean and std over all photos (the "one-batch stats" of the original)."""
@@ -336,8 +388,8 @@ class SeededBatchSampler(Sampler):
             yield chunk[self.rank::self.world_size]
 
 
-def _collate(items: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
-    return torch.stack([a for a, _ in items]), torch.stack([b for _, b in items])
+def _collate(items: list[tuple[torch.Tensor, ...]]) -> tuple[torch.Tensor, ...]:
+    return tuple(torch.stack(column) for column in zip(*items))
 
 
 def plant_loader(images: PlantImages, batch_size: int, seed: int, shuffle: bool, drop_last: bool,
@@ -349,18 +401,21 @@ def plant_loader(images: PlantImages, batch_size: int, seed: int, shuffle: bool,
 
 
 def ssl_dataloaders(plants: pd.DataFrame, photo_height: int, batch_size: int, seed: int = 0,
-                    rank: int = 0, world_size: int = 1, workers: int = 0, device=None):
-    """fastai ``DataLoaders`` (train, valid) of uint8 photos ``photo_height`` px high; crops come later."""
+                    rank: int = 0, world_size: int = 1, workers: int = 0, device=None, leaves: bool = False):
+    """fastai ``DataLoaders`` (train, valid) of uint8 photos ``photo_height`` px high; crops come later.
+
+    ``leaves=True`` adds each photo's leaf mask estimated from its pixels (see :class:`PlantImages`).
+    """
     from fastai.data.core import DataLoaders
 
     height, width = load_size(photo_height)
-    train = PlantImages(plants[~plants["is_valid"]], height, width)
-    valid = PlantImages(plants[plants["is_valid"]], height, width)
+    train = PlantImages(plants[~plants["is_valid"]], height, width, leaves)
+    valid = PlantImages(plants[plants["is_valid"]], height, width, leaves)
     if len(train) < batch_size * world_size:
         raise ConfigError(f"batch size {batch_size} x {world_size} process(es) is larger than the "
                           f"{len(train)} training plants; lower --batch-size")
     dls = DataLoaders(plant_loader(train, batch_size, seed, True, True, rank, world_size, workers),
                       plant_loader(valid, batch_size, seed, False, False, rank, world_size, workers),
                       device=device)
-    dls.n_inp = 2  # both photos are inputs; there is no target in self-supervision
+    dls.n_inp = 4 if leaves else 2  # photos (and masks) are inputs; there is no target in self-supervision
     return dls

@@ -202,8 +202,9 @@ def fixed_crops(images, config: PretrainConfig, stats: dict) -> list[list[torch.
     batches = []
     for b, start in enumerate(range(0, len(images), config.batch_size)):
         rgb, rgnir = images.rgb[start:start + config.batch_size], images.rgnir[start:start + config.batch_size]
+        leaves = None if images.leaves is None else tuple(m[start:start + config.batch_size] for m in images.leaves)
         generator = stream_generator(config.seed, "valid-augment", b, 0)
-        batches.append(multi_crop(rgb, rgnir, config.crops, config.views, generator, stats))
+        batches.append(multi_crop(rgb, rgnir, config.crops, config.views, generator, stats, leaves))
     return batches
 
 
@@ -239,7 +240,8 @@ def dynamics_inputs(run_dir: str | Path, data: str | Path | None = None, max_pla
     valid = plants[plants["is_valid"]]
     if valid.empty:
         raise DataError(f"{root}: the run has no validation plants to cut the fixed crops from")
-    crops = fixed_crops(PlantImages(valid, *load_size(config.decoded_height)), config, stats)
+    crops = fixed_crops(PlantImages(valid, *load_size(config.decoded_height), config.crops.needs_leaves),
+                        config, stats)
 
     labelled = probe_plants(plants, "train", "label")
     if (root / "metadata.csv").is_file():

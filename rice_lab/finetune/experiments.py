@@ -236,7 +236,7 @@ def frozen_probe(data: str | Path, encoders: dict, fractions=FRACTIONS, seeds=ra
     (``linear_probabilities``) is fitted on the label subset the fine-tuning runs of that fraction and
     seed train on (:func:`rice_lab.finetune.data.assign_roles`), the two cameras' probabilities are
     averaged, and the test plants are scored: one row per (encoder, fraction, seed) with accuracy and
-    log loss."""
+    log loss (fused) and each camera's own accuracy (``accuracy_rgb``, ``accuracy_rgnir``)."""
     from rice_lab.evaluate.encode import encode, plant_photos
     from rice_lab.evaluate.probes import linear_probabilities, probe_size
     from rice_lab.finetune.data import assign_roles
@@ -254,12 +254,14 @@ def frozen_probe(data: str | Path, encoders: dict, fractions=FRACTIONS, seeds=ra
             roles = assign_roles(plants, valid_pct, split_seed, fraction, seed)
             train = np.flatnonzero(roles["role"].to_numpy() == "train")  # row positions, as in plants
             codes = np.array([CLASSES.index(c) for c in roles["label"].to_numpy()[train]])
-            probs = np.mean([linear_probabilities(features[c][train], codes, features[c][test_rows], len(CLASSES))
-                             for c in CAMERAS], axis=0)
+            per_camera = {c: linear_probabilities(features[c][train], codes, features[c][test_rows], len(CLASSES))
+                          for c in CAMERAS}
+            probs = np.mean(list(per_camera.values()), axis=0)
             chosen = np.clip(probs[np.arange(len(labels)), labels], EPSILON, 1 - EPSILON)
             rows.append({"encoder": name, "mode": "frozen linear probe", "fraction": fraction, "seed": seed,
                          "labelled_plants": len(train),
-                         "accuracy": float((probs.argmax(1) == labels).mean()), "log_loss": float(-np.log(chosen).mean())})
+                         "accuracy": float((probs.argmax(1) == labels).mean()), "log_loss": float(-np.log(chosen).mean()),
+                         **{f"accuracy_{c}": float((p.argmax(1) == labels).mean()) for c, p in per_camera.items()}})
     return pd.DataFrame(rows)
 
 

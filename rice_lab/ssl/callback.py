@@ -63,14 +63,14 @@ class SwAVCallback(Callback):
         self.dls.train.batch_sampler.set_epoch(self.epoch, start=max(0, start))
 
     def before_batch(self) -> None:
-        rgb, rgnir = self.xb
+        rgb, rgnir, *leaves = self.xb  # the photos' own leaf masks, when the recipe reads them
         if self.training:
             if not self.sweeping:
                 self.learn.pct_train = self.learn.train_iter / self.total_steps
             generator = stream_generator(self.seed, "augment", self.learn.train_iter, self.rank)
         else:  # the same validation crops every epoch, so validation losses are comparable
             generator = stream_generator(self.seed, "valid-augment", self.iter, self.rank)
-        crops = multi_crop(rgb, rgnir, self.crops, self.views, generator, self.stats)
+        crops = multi_crop(rgb, rgnir, self.crops, self.views, generator, self.stats, tuple(leaves) or None)
         self.learn.xb = (crops,)
         # Self-supervision has no target; fastai computes a loss only when yb is non-empty.
         self.learn.yb = (torch.zeros(len(rgb), device=rgb.device),)

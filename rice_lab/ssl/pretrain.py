@@ -53,7 +53,7 @@ def build_learner(config: PretrainConfig, plants, dist_info: Dist = Dist(),
     """A fastai Learner for SwAV on ``plants``: (learner, SwAV callback, snapshot metadata)."""
     seed_everything(config.seed)
     dls = ssl_dataloaders(plants, config.decoded_height, config.batch_size, config.seed, dist_info.rank,
-                          dist_info.world_size, config.workers)
+                          dist_info.world_size, config.workers, leaves=config.crops.needs_leaves)
     stats = input_stats(config, dls.train.dataset)
 
     seed_everything(config.seed)  # the weights' initialisation comes from the run seed
