@@ -324,7 +324,7 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--min-steps", type=int, default=200, help="label-efficiency: least optimiser steps per run")
     exp.add_argument("--arms", nargs="+", default=None, metavar="ARM",
                      help="bump: queue-half, queue-quarter and/or queue-never (default: all three); views: "
-                          "today, swap, noise, leaf-centred, noise+leaf-centred (default: all)")
+                          "today, swap, noise, leaf-centred, rgb, rgb+swap (default: all)")
     exp.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     exp.set_defaults(func=_cmd_experiment)
 

@@ -17,11 +17,11 @@ TINY = dict(batch_size=8, photo_height=32, crops={"size": 32}, checkpoint_every=
 
 def test_arms_name_their_recipe_in_full_and_overrides_apply_to_every_arm(tmp_path):
     today = views.arm_config("data", tmp_path, "today", 0, overrides=TINY)
-    noise = views.arm_config("data", tmp_path, "noise+leaf-centred", 1, overrides=TINY)
-    assert (today.crops.background, today.crops.leaf_centred) == ("keep", False)
-    assert (noise.crops.background, noise.crops.leaf_centred) == ("noise", True)
-    assert today.crops.size == noise.crops.size == 32 and today.photo_height == 32
-    assert noise.seed == 1 and noise.out.endswith("runs/noise+leaf-centred-s1")
+    swap = views.arm_config("data", tmp_path, "rgb+swap", 1, overrides=TINY)
+    assert (today.views, today.crops.background, today.crops.leaf_centred) == ("paired", "keep", False)
+    assert (swap.views, swap.crops.background, swap.crops.leaf_centred) == ("rgb", "swap", False)
+    assert today.crops.size == swap.crops.size == 32 and today.photo_height == 32
+    assert swap.seed == 1 and swap.out.endswith("runs/rgb+swap-s1")
     with pytest.raises(ConfigError, match="unknown views arm 'grass'"):
         views.arm_config("data", tmp_path, "grass", 0)
 

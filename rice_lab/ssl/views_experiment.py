@@ -8,7 +8,7 @@
                                                  mean and 95 % interval over seeds), views_paired.csv
                                                  (each arm minus today's recipe, paired by seed), views.png
 
-The arms name their crop settings in full, so "today" stays the recipe the course started from
+The arms name their views and crop settings in full, so "today" stays the recipe the course started from
 whatever the preset's default becomes. Runs are reused or resumed from ``out/runs`` (never deleted).
 """
 
@@ -25,13 +25,15 @@ from rice_lab.errors import ConfigError
 from rice_lab.presets import PretrainConfig, get_preset
 
 KEEP = {"background": "keep", "leaf_centred": False}
-# arm name -> crop settings (rice_lab.data.views.CropSpec) over the preset's
+# arm name -> which camera each crop comes from, and crop settings (rice_lab.data.views.CropSpec)
 ARMS: dict[str, dict] = {
-    "today": KEEP,
-    "swap": {**KEEP, "background": "swap"},
-    "noise": {**KEEP, "background": "noise"},
-    "leaf-centred": {**KEEP, "leaf_centred": True},
-    "noise+leaf-centred": {"background": "noise", "leaf_centred": True},
+    "today": {"views": "paired", "crops": KEEP},
+    "swap": {"views": "paired", "crops": {**KEEP, "background": "swap"}},
+    "noise": {"views": "paired", "crops": {**KEEP, "background": "noise"}},
+    "leaf-centred": {"views": "paired", "crops": {**KEEP, "leaf_centred": True}},
+    # Views from one camera: the pairs share the leaf's colours as well as its shape.
+    "rgb": {"views": "rgb", "crops": KEEP},
+    "rgb+swap": {"views": "rgb", "crops": {**KEEP, "background": "swap"}},
 }
 FRACTIONS = (0.1, 1.0)
 LABEL_SEEDS = range(5)  # label subsets per share (rice_lab.finetune.data.assign_roles)
@@ -41,14 +43,14 @@ BASELINE = "today"
 def arm_config(data: str | Path, out: str | Path, arm: str, seed: int, preset: str = "cpu-tiny",
                epochs: int | None = None, threads: int | None = 1, overrides: dict | None = None) -> PretrainConfig:
     """The pre-training config of one arm and seed: ``preset`` (with ``overrides``, the same for
-    every arm) and the arm's crop settings."""
+    every arm) and the arm's views and crop settings."""
     if arm not in ARMS:
         raise ConfigError(f"unknown views arm {arm!r}; choose from {', '.join(ARMS)}")
     overrides = dict(overrides or {})
-    crops = {**overrides.pop("crops", {}), **ARMS[arm]}
+    crops = {**overrides.pop("crops", {}), **ARMS[arm]["crops"]}
     return get_preset(preset, **{"progress": False, **overrides}, data=str(data),
                       out=str(Path(out) / "runs" / f"{arm}-s{seed}"), seed=seed, epochs=epochs, crops=crops,
-                      threads=threads)
+                      views=ARMS[arm]["views"], threads=threads)
 
 
 def read_out(run_dir: str | Path, data: str | Path, fractions=FRACTIONS, label_seeds=LABEL_SEEDS) -> dict:
