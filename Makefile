@@ -14,7 +14,7 @@ export RICE_LAB_DATA := $(abspath $(DATA))
 export RICE_LAB_RUNS := $(abspath $(RUNS))
 export MPLBACKEND := Agg
 
-.PHONY: install constraints data pipeline classifiers explained book test test-slow exercises experiments bump bench clean FORCE
+.PHONY: install constraints data pipeline classifiers explained book test test-slow exercises experiments bump views bench clean FORCE
 
 install: $(STAMP)
 
@@ -113,6 +113,13 @@ bump: data
 	mkdir -p book/measured/bump-queue && cp $(BUMP)/bump*.csv book/measured/bump-queue/
 	$(BIN)/rice-lab dynamics $(BUMP)/runs/queue-half-s0 --out $(BUMP)/dynamics-s0 --threads 1 --no-progress
 	mkdir -p book/measured/bump-dynamics && cp $(BUMP)/dynamics-s0/*.csv book/measured/bump-dynamics/
+
+# The SSL chapter's views experiment (about 13 minutes per pre-training run on one core): one seed of
+# each arm, tables copied into book/measured/views/ as above.
+VIEWS_EXP := $(EXPERIMENTS)/views
+views: data
+	$(BIN)/rice-lab experiment views $(DATA) --out $(VIEWS_EXP) --seeds 1 --threads $(EXP_THREADS)
+	mkdir -p book/measured/views && cp $(VIEWS_EXP)/views*.csv book/measured/views/
 
 book: explained
 	$(BIN)/jupyter-book build book -W --keep-going

@@ -42,9 +42,10 @@ def test_the_experiment_runs_from_the_cli_and_reuses_its_runs(synth_root, tmp_pa
     table = result["views"]
     assert list(table["arm"]) == ["today", "noise"]
     for column in ("probe_0.1", "probe_1", "probe_1_rgb", "step0_probe_1", "knn_rgnir", "background_rgb",
-                   "step0_background_rgb", "pretrain_seconds"):
+                   "step0_background_rgb", "pretrain_seconds", "loss_end"):
         assert table[column].between(0, np.inf).all(), column
     assert table.filter(like="probe").le(1).all().all()
+    assert np.allclose(table["loss_end"] - table["loss_end_over_log_k"], np.log(64))  # cpu-tiny's K
     paired = result["views_paired"]
     assert set(paired["arm"]) == {"noise"} and "probe_1" in set(paired["metric"])
     for name in ("views.csv", "views_summary.csv", "views_paired.csv", "views.png"):

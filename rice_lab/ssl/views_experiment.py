@@ -1,6 +1,7 @@
 """Which views make SwAV learn the leaf: pre-training arms that change what two views share, read out.
 
     arm_config(data, out, arm, seed)          -> the PretrainConfig of one run (``out/runs/<arm>-s<seed>``)
+    loss_levels(run_dir, n_prototypes)        -> where its training loss ended, beside ln K
     read_out(run_dir, data)                   -> one run's probes: disease (frozen linear, per camera and
                                                  fused, at each label share; kNN) and background (kNN),
                                                  each beside the same network at step 0
@@ -110,7 +111,7 @@ def views_experiment(data: str | Path, out: str | Path, arms=tuple(ARMS), seeds=
         start = time.monotonic()
         run_dir = cached_pretrain(config)
         row = {"arm": arm, "seed": seed, "pretrain_seconds": _run_seconds(run_dir),
-               **read_out(run_dir, data, fractions, label_seeds)}
+               **loss_levels(run_dir, config.swav.n_prototypes), **read_out(run_dir, data, fractions, label_seeds)}
         rows.append(row)
         share = f"probe_{max(fractions):g}"
         print(f"[views {done}/{len(cells)}] {arm} seed {seed}: fused probe {row[share]:.3f} with all labels "
@@ -127,6 +128,16 @@ def views_experiment(data: str | Path, out: str | Path, arms=tuple(ARMS), seeds=
 
     plt.close(figure)
     return {"views": table, "views_summary": summary, "views_paired": paired}
+
+
+def loss_levels(run_dir: Path, n_prototypes: int) -> dict:
+    """The training loss's median over the last 5 % of the steps, and that minus ln K: near 0 means
+    the run ended at uniform predictions (the collapse that ground-free cross-camera views meet)."""
+    from rice_lab.explain.dynamics import training_curve
+
+    curve = training_curve(run_dir)
+    end = float(curve["loss"].iloc[-max(1, len(curve) // 20):].median())
+    return {"loss_end": end, "loss_end_over_log_k": end - float(np.log(n_prototypes))}
 
 
 def _run_seconds(run_dir: Path) -> float:
@@ -197,5 +208,5 @@ def plot_views(summary: pd.DataFrame, fractions=FRACTIONS):
     return figure
 
 
-__all__ = ["ARMS", "arm_config", "paired_differences", "plot_views", "read_out", "summarise_views",
+__all__ = ["ARMS", "arm_config", "loss_levels", "paired_differences", "plot_views", "read_out", "summarise_views",
            "views_experiment"]
