@@ -118,7 +118,8 @@ bump: data
 # each arm, tables copied into book/measured/views/ as above.
 VIEWS_EXP := $(EXPERIMENTS)/views
 views: data
-	$(BIN)/rice-lab experiment views $(DATA) --out $(VIEWS_EXP) --seeds 1 --threads $(EXP_THREADS)
+	$(BIN)/rice-lab experiment views $(DATA) --out $(VIEWS_EXP) --seeds 1 --threads $(EXP_THREADS) \
+		--arms today swap leaf-centred rgb rgb+swap
 	mkdir -p book/measured/views && cp $(VIEWS_EXP)/views*.csv book/measured/views/
 
 book: explained

@@ -168,16 +168,21 @@ def _flatten(values: dict, prefix: str = "") -> dict:
     return out
 
 
-def config_difference(stored: dict, new: dict, result_free: Iterable[str] = ()) -> list[str]:
+def config_difference(stored: dict, new: dict, result_free: Iterable[str] = (),
+                      defaults: dict | None = None) -> list[str]:
     """Settings that differ between two configs, as ``"name: old -> new"``, compared as stored.
 
     Both are compared in their JSON form (a Path equals its string), nested settings by dotted
     name (``crops.size``). Names in ``result_free`` (or below them) never count: they change how
     a run is carried out, not what it computes. A setting the stored config lacks (added to
-    rice-lab since) counts as unchanged when the new config leaves it off (None or False).
+    rice-lab since) takes its value in ``defaults`` (a config of the settings' defaults, which
+    must be what runs did before the setting existed), else counts as unchanged when the new config
+    leaves it off (None or False).
     """
     free = tuple(result_free)
     old, now = _flatten(stored_form(stored)), _flatten(stored_form(new))
+    if defaults:
+        old.update({key: value for key, value in _flatten(stored_form(defaults)).items() if key not in old})
     # A setting added to rice-lab after the run was made, and left off (None or False), is what the run did.
     old.update({key: value for key, value in now.items() if key not in old and (value is None or value is False)})
     changed = sorted(key for key in set(old) | set(now) if old.get(key, "<unset>") != now.get(key, "<unset>")
@@ -186,7 +191,7 @@ def config_difference(stored: dict, new: dict, result_free: Iterable[str] = ()) 
 
 
 def run_mismatch(run_dir: str | Path, kind: str, config: dict, fingerprint: str,
-                 result_free: Iterable[str] = ()) -> str | None:
+                 result_free: Iterable[str] = (), defaults: dict | None = None) -> str | None:
     """Why the run in ``run_dir`` is not a ``kind`` run of ``config`` on data ``fingerprint`` (None if it is)."""
     manifest = read_manifest(run_dir)
     if manifest.get("format") != RUN_FORMAT:
@@ -194,7 +199,7 @@ def run_mismatch(run_dir: str | Path, kind: str, config: dict, fingerprint: str,
                 f"writes {RUN_FORMAT}); it cannot be continued or reused as this config's run")
     if manifest.get("kind") != kind:
         return f"{run_dir}: a {manifest.get('kind')!r} run, not a {kind!r} one"
-    changed = config_difference(manifest["config"], config, result_free)
+    changed = config_difference(manifest["config"], config, result_free, defaults)
     if changed:
         return f"{run_dir}: made with another config ({'; '.join(changed)})"
     if manifest.get("data_fingerprint") != fingerprint:
@@ -217,7 +222,8 @@ def set_aside(run_dir: str | Path) -> Path:
 
 
 def cache_decision(run_dir: str | Path, kind: str, config: dict, fingerprint: str,
-                   result_free: Iterable[str] = (), result: str = "encoder.pt") -> tuple[str, str | None]:
+                   result_free: Iterable[str] = (), result: str = "encoder.pt",
+                   defaults: dict | None = None) -> tuple[str, str | None]:
     """What to do with ``run_dir`` for this config: ("reuse" | "resume" | "new", note or None).
 
     "reuse": a finished matching run (its ``result`` file exists); "resume": a matching unfinished
@@ -232,7 +238,7 @@ def cache_decision(run_dir: str | Path, kind: str, config: dict, fingerprint: st
         problem = f"{run_dir}: holds files but no manifest.json"
     else:
         try:
-            problem = run_mismatch(run_dir, kind, config, fingerprint, result_free)
+            problem = run_mismatch(run_dir, kind, config, fingerprint, result_free, defaults)
         except CheckpointError as err:
             problem = str(err)
     if problem is None:
@@ -315,7 +321,7 @@ def set_rng_state(state: dict) -> None:
 
 
 def open_run_dir(run_dir: Path, kind: str, config: dict, fingerprint: str, result_free: Iterable[str],
-                 resume: bool, extra: dict | None = None) -> dict | None:
+                 resume: bool, extra: dict | None = None, defaults: dict | None = None) -> dict | None:
     """Make ``run_dir`` ready for a run; return the resume state when continuing one.
 
     A folder with a manifest is continued only when ``resume`` is asked for and its config and data
@@ -327,7 +333,7 @@ def open_run_dir(run_dir: Path, kind: str, config: dict, fingerprint: str, resul
             raise CheckpointError(f"{run_dir}: a run already exists here; pass --resume to continue it, "
                                   "--if-needed to reuse it (or set it aside if it is stale), or choose "
                                   "another --out")
-        problem = run_mismatch(run_dir, kind, config, fingerprint, result_free)
+        problem = run_mismatch(run_dir, kind, config, fingerprint, result_free, defaults)
         if problem is not None:
             raise CheckpointError(f"cannot resume: {problem}")
         return load_resume_state(run_dir)

@@ -159,3 +159,38 @@ def test_pretraining_with_the_leaf_recipe_cannot_read_a_mask(synth_root, tmp_pat
                               photo_height=32, crops={"size": 32, "background": "swap", "leaf_centred": True},
                               progress=False, threads=1, checkpoint_every=0, resume_every=0))
     assert (run / "encoder.pt").is_file()
+
+
+def test_a_setting_missing_from_an_older_config_takes_its_default():
+    from rice_lab.runs import config_difference
+
+    defaults = {"crops": {"background": "keep", "background_p": 1.0}, "lr": 1.0}
+    older = {"crops": {"size": 64}, "lr": 0.5}
+    assert config_difference(older, {"crops": {"size": 64, "background": "keep", "background_p": 1.0}, "lr": 0.5},
+                             defaults=defaults) == []
+    assert config_difference(older, {"crops": {"size": 64, "background": "swap", "background_p": 1.0}, "lr": 0.5},
+                             defaults=defaults) == ["crops.background: 'keep' -> 'swap'"]
+    # Without defaults a missing string setting still counts as a change (the older rule: None/False only).
+    assert config_difference(older, {"crops": {"size": 64, "background": "keep"}, "lr": 0.5}) != []
+
+
+def test_a_run_made_before_the_leaf_options_is_reused_not_set_aside(synth_root, tmp_path):
+    """Upgrading rice-lab must not retrain every cached encoder: a manifest without the new crop
+    settings is the recipe as photographed, and a new run is made only when a setting really differs."""
+    import json
+
+    from rice_lab.ssl.pretrain import cached_pretrain
+
+    config = get_preset("cpu-tiny", data=str(synth_root), out=str(tmp_path / "run"), epochs=1, batch_size=8,
+                        photo_height=32, crops={"size": 32}, progress=False, threads=1, checkpoint_every=0,
+                        resume_every=0)
+    run = cached_pretrain(config)
+    manifest = json.loads((run / "manifest.json").read_text())
+    for name in ("background", "background_p", "leaf_centred"):
+        del manifest["config"]["crops"][name]
+    (run / "manifest.json").write_text(json.dumps(manifest))
+    encoder = (run / "encoder.pt").stat().st_mtime_ns
+    assert cached_pretrain(config) == run and (run / "encoder.pt").stat().st_mtime_ns == encoder
+    assert not list(tmp_path.glob("run.stale-*"))
+    cached_pretrain(get_preset("cpu-tiny", **{**config.__dict__, "crops": {"size": 32, "background": "swap"}}))
+    assert len(list(tmp_path.glob("run.stale-*"))) == 1  # the old run set aside, never deleted

@@ -51,7 +51,8 @@ def test_the_experiment_runs_from_the_cli_and_reuses_its_runs(synth_root, tmp_pa
     for name in ("views.csv", "views_summary.csv", "views_paired.csv", "views.png"):
         assert (out / name).is_file()
     encoders = {p: p.stat().st_mtime_ns for p in (out / "runs").glob("*/encoder.pt")}
-    assert len(encoders) == 2
+    readouts = {p: p.stat().st_mtime_ns for p in (out / "readouts").glob("*.json")}
+    assert len(encoders) == 2 and len(readouts) == 2
 
     # From the command line, on the same folder: the runs are reused (not trained again), the table agrees.
     # The CLI has no flag for the tiny overrides, so it asks for arms whose runs exist and must match.
@@ -63,5 +64,6 @@ def test_the_experiment_runs_from_the_cli_and_reuses_its_runs(synth_root, tmp_pa
     again = views.views_experiment(synth_root, out, arms=("today", "noise"), seeds=(0,), epochs=1,
                                    label_seeds=(0,), overrides=TINY)
     assert {p: p.stat().st_mtime_ns for p in encoders} == encoders
+    assert {p: p.stat().st_mtime_ns for p in readouts} == readouts  # read-outs kept, not computed again
     pd.testing.assert_frame_equal(again["views"].drop(columns="pretrain_seconds"),
                                   table.drop(columns="pretrain_seconds"))

@@ -154,7 +154,7 @@ def _pretrain(config: PretrainConfig, resume: bool, dist_info: Dist) -> Path:
 def _open_run_dir(run_dir: Path, config: PretrainConfig, plants, resume: bool) -> dict | None:
     """Create ``run_dir`` (or check it matches ``config`` when resuming); return the resume state."""
     return open_run_dir(run_dir, KIND, config.to_dict(), data_fingerprint(plants), RESULT_FREE, resume,
-                        {"plants": len(plants)})
+                        {"plants": len(plants)}, defaults=PretrainConfig().to_dict())
 
 
 def cached_pretrain(config: PretrainConfig) -> Path:
@@ -175,7 +175,9 @@ def cached_pretrain(config: PretrainConfig) -> Path:
         if dist_info.is_main:
             try:
                 fingerprint = data_fingerprint(pretraining_plants(config))
-                decision, note = cache_decision(run_dir, KIND, config.to_dict(), fingerprint, RESULT_FREE)
+                # A setting added since a run was made takes its default: what runs did before it existed.
+                decision, note = cache_decision(run_dir, KIND, config.to_dict(), fingerprint, RESULT_FREE,
+                                                defaults=PretrainConfig().to_dict())
                 if note:
                     print(f"rice-lab: {note}", file=sys.stderr)
             except RiceLabError as err:  # the others must hear of it, or they would wait forever

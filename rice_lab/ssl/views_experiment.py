@@ -111,7 +111,8 @@ def views_experiment(data: str | Path, out: str | Path, arms=tuple(ARMS), seeds=
         start = time.monotonic()
         run_dir = cached_pretrain(config)
         row = {"arm": arm, "seed": seed, "pretrain_seconds": _run_seconds(run_dir),
-               **loss_levels(run_dir, config.swav.n_prototypes), **read_out(run_dir, data, fractions, label_seeds)}
+               **loss_levels(run_dir, config.swav.n_prototypes),
+               **_cached_read_out(out / "readouts" / f"{arm}-s{seed}.json", run_dir, data, fractions, label_seeds)}
         rows.append(row)
         share = f"probe_{max(fractions):g}"
         print(f"[views {done}/{len(cells)}] {arm} seed {seed}: fused probe {row[share]:.3f} with all labels "
@@ -128,6 +129,31 @@ def views_experiment(data: str | Path, out: str | Path, arms=tuple(ARMS), seeds=
 
     plt.close(figure)
     return {"views": table, "views_summary": summary, "views_paired": paired}
+
+
+def _cached_read_out(path: Path, run_dir: Path, data, fractions, label_seeds) -> dict:
+    """:func:`read_out`, kept in ``path`` with what it was computed from (the encoder file's checksum,
+    the data's fingerprint, the shares and label seeds) and reused while those match."""
+    import hashlib
+    import json
+
+    from rice_lab.data.zindi import data_fingerprint, read_zindi
+    from rice_lab.runs import atomic_write_text
+
+    key = {"encoder_sha256": hashlib.sha256((run_dir / "encoder.pt").read_bytes()).hexdigest(),
+           "data": data_fingerprint(read_zindi(data)), "fractions": [float(f) for f in fractions],
+           "label_seeds": [int(s) for s in label_seeds]}
+    if path.is_file():
+        try:
+            kept = json.loads(path.read_text())
+            if kept.get("key") == key:
+                return kept["read_out"]
+        except (ValueError, KeyError):
+            pass  # unreadable: computed again, and written over (it is only a cache of this experiment's)
+    row = read_out(run_dir, data, fractions, label_seeds)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(json.dumps({"key": key, "read_out": row}, indent=1) + "\n", path)
+    return row
 
 
 def loss_levels(run_dir: Path, n_prototypes: int) -> dict:
