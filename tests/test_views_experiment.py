@@ -48,7 +48,7 @@ def test_the_experiment_runs_from_the_cli_and_reuses_its_runs(synth_root, tmp_pa
     assert np.allclose(table["loss_end"] - table["loss_end_over_log_k"], np.log(64))  # cpu-tiny's K
     paired = result["views_paired"]
     assert set(paired["arm"]) == {"noise"} and "probe_1" in set(paired["metric"])
-    for name in ("views.csv", "views_summary.csv", "views_paired.csv", "views.png"):
+    for name in ("views.csv", "views_summary.csv", "views_paired.csv", "views.png", "views.json"):
         assert (out / name).is_file()
     encoders = {p: p.stat().st_mtime_ns for p in (out / "runs").glob("*/encoder.pt")}
     readouts = {p: p.stat().st_mtime_ns for p in (out / "readouts").glob("*.json")}

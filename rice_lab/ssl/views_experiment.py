@@ -7,7 +7,8 @@
                                                  each beside the same network at step 0
     views_experiment(data, out, arms, seeds)  -> views.csv (a row per run), views_summary.csv (per arm:
                                                  mean and 95 % interval over seeds), views_paired.csv
-                                                 (each arm minus today's recipe, paired by seed), views.png
+                                                 (each arm minus today's recipe, paired by seed), views.png,
+                                                 views.json (what was run)
 
 The arms name their views and crop settings in full, so "today" stays the recipe the course started from
 whatever the preset's default becomes. Runs are reused or resumed from ``out/runs`` (never deleted).
@@ -15,7 +16,6 @@ whatever the preset's default becomes. Runs are reused or resumed from ``out/run
 
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 
@@ -99,6 +99,7 @@ def views_experiment(data: str | Path, out: str | Path, arms=tuple(ARMS), seeds=
     and figure under ``out`` (see the module's docstring). An experiment stopped part-way resumes.
 
     ``overrides``: pre-training settings changed from the preset for every arm (e.g. smaller photos)."""
+    from rice_lab.finetune.experiments import _finish, _Log
     from rice_lab.ssl.pretrain import cached_pretrain
 
     out = Path(out)
@@ -106,7 +107,8 @@ def views_experiment(data: str | Path, out: str | Path, arms=tuple(ARMS), seeds=
     if unknown:
         raise ConfigError(f"unknown views arm(s) {', '.join(unknown)}; choose from {', '.join(ARMS)}")
     rows, cells = [], [(arm, seed) for seed in seeds for arm in arms]
-    for done, (arm, seed) in enumerate(cells, 1):
+    log = _Log("views", len(cells))
+    for arm, seed in cells:
         config = arm_config(data, out, arm, seed, preset, epochs, threads, overrides)
         start = time.monotonic()
         run_dir = cached_pretrain(config)
@@ -114,20 +116,16 @@ def views_experiment(data: str | Path, out: str | Path, arms=tuple(ARMS), seeds=
                **loss_levels(run_dir, config.swav.n_prototypes),
                **_cached_read_out(out / "readouts" / f"{arm}-s{seed}.json", run_dir, data, fractions, label_seeds)}
         rows.append(row)
-        share = f"probe_{max(fractions):g}"
-        print(f"[views {done}/{len(cells)}] {arm} seed {seed}: fused probe {row[share]:.3f} with all labels "
-              f"({time.monotonic() - start:.0f} s)", file=sys.stderr, flush=True)
+        log.cell(f"{arm} seed {seed}", time.monotonic() - start,
+                 f"fused probe {row[f'probe_{max(fractions):g}']:.3f} with {max(fractions):.0%} of the labels")
     table = pd.DataFrame(rows)
     summary, paired = summarise_views(table), paired_differences(table)
     out.mkdir(parents=True, exist_ok=True)
-    table.to_csv(out / "views.csv", index=False)
-    summary.to_csv(out / "views_summary.csv", index=False)
-    paired.to_csv(out / "views_paired.csv", index=False)
-    figure = plot_views(summary, fractions)
-    figure.savefig(out / "views.png", dpi=120, bbox_inches="tight")
-    import matplotlib.pyplot as plt
-
-    plt.close(figure)
+    _finish(out, "views", {"views": table, "views_summary": summary, "views_paired": paired},
+            plot_views(summary, fractions),
+            {"data": str(data), "arms": {arm: ARMS[arm] for arm in arms}, "seeds": list(seeds), "preset": preset,
+             "epochs": epochs, "overrides": overrides or {}, "fractions": list(fractions),
+             "label_seeds": list(label_seeds), "seconds": log.seconds})
     return {"views": table, "views_summary": summary, "views_paired": paired}
 
 
